@@ -1,1 +1,280 @@
-//! stub
+//! Postrider's configuration: one TOML file into typed runtime values.
+//!
+//! What it does: merges the user's file over the built-in defaults (`defaults.toml`, which is
+//! also what `postrider config defaults` prints, so the two cannot drift), rejects unknown keys,
+//! and turns strings into typed values (sizes, durations, socket addresses, roles). All problems
+//! are reported at once, each with its key path.
+//!
+//! What it must not do: open sockets, touch the data directory, or start anything.
+//!
+//! # Security
+//! The file is operator input, trusted but possibly wrong; errors name the key and the fix.
+#![forbid(unsafe_code)]
+
+mod raw;
+mod units;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use units::{format_size, parse_duration, parse_size};
+
+/// The commented default configuration, exactly as `postrider config defaults` prints it.
+pub const DEFAULTS_TOML: &str = include_str!("defaults.toml");
+
+/// What a listener is for. See `defaults.toml` for the meaning of each role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Mx,
+    Submission,
+    Submissions,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Mx => "mx",
+            Role::Submission => "submission",
+            Role::Submissions => "submissions",
+        }
+    }
+
+    /// Implicit TLS from the first byte (RFC 8314 §3.3) or STARTTLS offered (RFC 3207).
+    pub fn implicit_tls(self) -> bool {
+        self == Role::Submissions
+    }
+
+    /// Whether clients must authenticate before MAIL (RFC 6409 §4.3).
+    pub fn requires_auth(self) -> bool {
+        self != Role::Mx
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub name: String,
+    pub address: SocketAddr,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Empty when the machine's hostname should be used.
+    pub hostname: String,
+    pub data_dir: PathBuf,
+    pub recipient_delimiter: Option<char>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// Certificate and key files, or `None` for the self-signed certificate in the data dir.
+    pub files: Option<(PathBuf, PathBuf)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Smtp {
+    pub max_message_size: u64,
+    pub max_recipients: usize,
+    pub max_command_line: usize,
+    pub max_text_line: usize,
+    pub max_errors: u32,
+    pub max_received_headers: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub command_timeout: Duration,
+    pub data_timeout: Duration,
+    pub spool_memory_limit: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub poll_interval: Duration,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+}
+
+/// The whole runtime configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: Server,
+    pub log: Log,
+    pub tls: Tls,
+    pub smtp: Smtp,
+    pub delivery: Delivery,
+    pub listeners: Vec<Listener>,
+}
+
+/// Every problem found in a configuration, each with its key path.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct ConfigError {
+    pub source_name: String,
+    pub problems: Vec<Problem>,
+}
+
+/// One problem: the key path (`smtp.max_recipients`, `listener[2].role`) and what to do.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    fn render(&self) -> String {
+        let mut out = format!(
+            "{}: {} problem{} found",
+            self.source_name,
+            self.problems.len(),
+            if self.problems.len() == 1 { "" } else { "s" }
+        );
+        for p in &self.problems {
+            if p.key.is_empty() {
+                out.push_str(&format!("\n  - {}", p.message));
+            } else {
+                out.push_str(&format!("\n  - {}: {}", p.key, p.message));
+            }
+        }
+        out.push_str("\n(`postrider config defaults` prints every key with its default and meaning)");
+        out
+    }
+}
+
+impl Config {
+    /// The built-in defaults.
+    pub fn defaults() -> Config {
+        // The defaults file is part of the binary and covered by a test; it always parses.
+        Config::from_toml_str(DEFAULTS_TOML, "defaults").unwrap_or_else(|e| {
+            unreachable!("built-in defaults.toml is invalid: {e}")
+        })
+    }
+
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source_name: name.clone(),
+            problems: vec![Problem {
+                key: String::new(),
+                message: format!("cannot read the file ({e}); check the path given to --config"),
+            }],
+        })?;
+        Config::from_toml_str(&text, &name)
+    }
+
+    /// Parses a config from TOML text; `source_name` names it in errors.
+    pub fn from_toml_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let fail = |problems| ConfigError { source_name: source_name.to_string(), problems };
+        let user: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            fail(vec![Problem { key: String::new(), message: format!("not valid TOML: {e}") }])
+        })?;
+        let raw = raw::merge_over_defaults(user).map_err(fail)?;
+        raw.into_config().map_err(fail)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(text: &str) -> Vec<String> {
+        match Config::from_toml_str(text, "test.toml") {
+            Ok(_) => vec![],
+            Err(e) => e.problems.iter().map(|p| format!("{}: {}", p.key, p.message)).collect(),
+        }
+    }
+
+    #[test]
+    fn built_in_defaults_parse_and_have_the_four_documented_listeners() {
+        let c = Config::defaults();
+        let ports: Vec<(u16, Role)> = c.listeners.iter().map(|l| (l.address.port(), l.role)).collect();
+        assert_eq!(
+            ports,
+            vec![
+                (10025, Role::Mx),
+                (10587, Role::Submission),
+                (10465, Role::Submissions),
+                (2525, Role::Submission)
+            ]
+        );
+        assert_eq!(c.smtp.max_message_size, 50 * 1024 * 1024);
+        assert_eq!(c.smtp.max_recipients, 100);
+        assert_eq!(c.smtp.command_timeout, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn an_empty_file_means_all_defaults() {
+        let c = Config::from_toml_str("", "empty").unwrap();
+        assert_eq!(c.listeners.len(), 4);
+    }
+
+    #[test]
+    fn a_partial_file_changes_only_its_keys() {
+        let c = Config::from_toml_str("[smtp]\nmax_recipients = 7\n", "t").unwrap();
+        assert_eq!(c.smtp.max_recipients, 7);
+        assert_eq!(c.smtp.max_command_line, 512);
+    }
+
+    #[test]
+    fn listeners_in_a_file_replace_the_default_list() {
+        let c = Config::from_toml_str(
+            "[[listener]]\nname = \"in\"\naddress = \"127.0.0.1:25\"\nrole = \"mx\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.listeners.len(), 1);
+        assert_eq!(c.listeners[0].name, "in");
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_their_path() {
+        let p = problems("[smtp]\nmax_recipient = 7\n[nope]\nx = 1\n");
+        assert!(p.iter().any(|m| m.starts_with("smtp.max_recipient: unknown key")), "{p:?}");
+        assert!(p.iter().any(|m| m.starts_with("nope: unknown key")), "{p:?}");
+    }
+
+    #[test]
+    fn all_bad_values_are_reported_at_once() {
+        let p = problems(
+            "[smtp]\nmax_message_size = \"lots\"\ncommand_timeout = \"5 fortnights\"\n\
+             [[listener]]\nname = \"a\"\naddress = \"localhost\"\nrole = \"relay\"\n",
+        );
+        assert!(p.iter().any(|m| m.starts_with("smtp.max_message_size:")), "{p:?}");
+        assert!(p.iter().any(|m| m.starts_with("smtp.command_timeout:")), "{p:?}");
+        assert!(p.iter().any(|m| m.starts_with("listener[0].address:")), "{p:?}");
+        assert!(p.iter().any(|m| m.starts_with("listener[0].role:")), "{p:?}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_its_key() {
+        let p = problems("[smtp]\nmax_recipients = \"many\"\n");
+        assert!(p.iter().any(|m| m.starts_with("smtp.max_recipients:")), "{p:?}");
+    }
+
+    #[test]
+    fn certificate_without_key_is_refused() {
+        let p = problems("[tls]\ncertificate = \"/etc/ssl/x.pem\"\n");
+        assert!(p.iter().any(|m| m.starts_with("tls.private_key:")), "{p:?}");
+    }
+
+    #[test]
+    fn duplicate_listener_addresses_are_refused() {
+        let p = problems(
+            "[[listener]]\nname = \"a\"\naddress = \"127.0.0.1:25\"\nrole = \"mx\"\n\
+             [[listener]]\nname = \"b\"\naddress = \"127.0.0.1:25\"\nrole = \"mx\"\n",
+        );
+        assert!(p.iter().any(|m| m.starts_with("listener[1].address:")), "{p:?}");
+    }
+}

@@ -1,0 +1,404 @@
+//! The file as written: serde structs mirroring `defaults.toml`, the merge of a user file over
+//! the defaults, and the conversion into typed values.
+//!
+//! The merge walks the user's table against the defaults, so unknown keys and values of the
+//! wrong TOML type are all found in one pass, each with its key path, before serde runs.
+
+use crate::units::{parse_duration, parse_size};
+use crate::{
+    Config, Delivery, Listener, Log, LogFormat, Problem, Role, Server, Smtp, Tls, DEFAULTS_TOML,
+};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use toml::{Table, Value};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    server: RawServer,
+    log: RawLog,
+    tls: RawTls,
+    smtp: RawSmtp,
+    delivery: RawDelivery,
+    listener: Vec<RawListener>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    hostname: String,
+    data_dir: String,
+    recipient_delimiter: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: String,
+    level: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    certificate: String,
+    private_key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    max_message_size: String,
+    max_recipients: i64,
+    max_command_line: i64,
+    max_text_line: i64,
+    max_errors: i64,
+    max_received_headers: i64,
+    max_connections: i64,
+    max_connections_per_ip: i64,
+    command_timeout: String,
+    data_timeout: String,
+    spool_memory_limit: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    poll_interval: String,
+    retry_initial: String,
+    retry_max: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    name: String,
+    address: String,
+    role: String,
+}
+
+fn defaults_table() -> Table {
+    // The defaults are compiled in and covered by tests.
+    DEFAULTS_TOML.parse().unwrap_or_else(|e| unreachable!("defaults.toml: {e}"))
+}
+
+/// Merges `user` over the defaults and deserializes the result.
+pub(crate) fn merge_over_defaults(user: Table) -> Result<RawConfig, Vec<Problem>> {
+    let mut merged = defaults_table();
+    let mut problems = Vec::new();
+    merge_table(&mut merged, user, "", &mut problems);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    serde_path_to_error::deserialize(Value::Table(merged)).map_err(|e| {
+        vec![Problem { key: e.path().to_string(), message: e.inner().to_string() }]
+    })
+}
+
+fn join(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a number",
+        Value::Boolean(_) => "true or false",
+        Value::Datetime(_) => "a date",
+        Value::Array(_) => "a list",
+        Value::Table(_) => "a table",
+    }
+}
+
+fn merge_table(base: &mut Table, user: Table, prefix: &str, problems: &mut Vec<Problem>) {
+    for (key, value) in user {
+        let path = join(prefix, &key);
+        let Some(existing) = base.get_mut(&key) else {
+            problems.push(Problem {
+                key: path,
+                message: "unknown key; check its spelling and section".into(),
+            });
+            continue;
+        };
+        match (existing, value) {
+            (Value::Table(b), Value::Table(u)) => merge_table(b, u, &path, problems),
+            // An array of listener tables replaces the default list; each entry is checked
+            // against the shape of the first default entry.
+            (Value::Array(b), Value::Array(u)) => {
+                let template = b.first().cloned();
+                let mut out = Vec::new();
+                for (i, item) in u.into_iter().enumerate() {
+                    let item_path = format!("{path}[{i}]");
+                    match (&template, item) {
+                        (Some(Value::Table(t)), Value::Table(ut)) => {
+                            check_entry(t, &ut, &item_path, problems);
+                            out.push(Value::Table(ut));
+                        }
+                        (_, other) => {
+                            problems.push(Problem {
+                                key: item_path,
+                                message: format!("expected a table, found {}", type_name(&other)),
+                            });
+                        }
+                    }
+                }
+                *b = out;
+            }
+            (existing, value) => {
+                if std::mem::discriminant(existing) == std::mem::discriminant(&value) {
+                    *existing = value;
+                } else {
+                    problems.push(Problem {
+                        key: path,
+                        message: format!(
+                            "expected {}, found {}",
+                            type_name(existing),
+                            type_name(&value)
+                        ),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Checks one entry of an array of tables: no unknown keys, every key present, right types.
+fn check_entry(template: &Table, entry: &Table, path: &str, problems: &mut Vec<Problem>) {
+    for (key, value) in entry {
+        match template.get(key) {
+            None => problems.push(Problem {
+                key: join(path, key),
+                message: "unknown key; check its spelling".into(),
+            }),
+            Some(t) if std::mem::discriminant(t) != std::mem::discriminant(value) => {
+                problems.push(Problem {
+                    key: join(path, key),
+                    message: format!("expected {}, found {}", type_name(t), type_name(value)),
+                })
+            }
+            Some(_) => {}
+        }
+    }
+    for key in template.keys() {
+        if !entry.contains_key(key) {
+            problems.push(Problem { key: join(path, key), message: "missing; this key is required".into() });
+        }
+    }
+}
+
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn size(&mut self, key: &str, v: &str) -> u64 {
+        parse_size(v).unwrap_or_else(|e| {
+            self.problems.push(Problem { key: key.into(), message: e });
+            0
+        })
+    }
+
+    fn duration(&mut self, key: &str, v: &str) -> std::time::Duration {
+        parse_duration(v).unwrap_or_else(|e| {
+            self.problems.push(Problem { key: key.into(), message: e });
+            std::time::Duration::ZERO
+        })
+    }
+
+    fn count(&mut self, key: &str, v: i64, min: i64) -> i64 {
+        if v < min {
+            self.problems.push(Problem {
+                key: key.into(),
+                message: format!("must be at least {min}, found {v}"),
+            });
+        }
+        v.max(min)
+    }
+}
+
+impl RawConfig {
+    pub(crate) fn into_config(self) -> Result<Config, Vec<Problem>> {
+        let mut c = Checker { problems: Vec::new() };
+        let s = &self.smtp;
+        let smtp = Smtp {
+            max_message_size: c.size("smtp.max_message_size", &s.max_message_size),
+            max_recipients: c.count("smtp.max_recipients", s.max_recipients, 1) as usize,
+            // RFC 5321 §4.5.3.1.4 and §4.5.3.1.6 set these as minimums a server must accept.
+            max_command_line: c.count("smtp.max_command_line", s.max_command_line, 512) as usize,
+            max_text_line: c.count("smtp.max_text_line", s.max_text_line, 1000) as usize,
+            max_errors: c.count("smtp.max_errors", s.max_errors, 1) as u32,
+            max_received_headers: c.count("smtp.max_received_headers", s.max_received_headers, 1)
+                as usize,
+            max_connections: c.count("smtp.max_connections", s.max_connections, 1) as usize,
+            max_connections_per_ip: c.count("smtp.max_connections_per_ip", s.max_connections_per_ip, 1)
+                as usize,
+            command_timeout: c.duration("smtp.command_timeout", &s.command_timeout),
+            data_timeout: c.duration("smtp.data_timeout", &s.data_timeout),
+            spool_memory_limit: c.size("smtp.spool_memory_limit", &s.spool_memory_limit),
+        };
+        if smtp.max_message_size == 0 && c.problems.is_empty() {
+            c.problems.push(Problem {
+                key: "smtp.max_message_size".into(),
+                message: "must be more than 0".into(),
+            });
+        }
+        let d = &self.delivery;
+        let delivery = Delivery {
+            poll_interval: c.duration("delivery.poll_interval", &d.poll_interval),
+            retry_initial: c.duration("delivery.retry_initial", &d.retry_initial),
+            retry_max: c.duration("delivery.retry_max", &d.retry_max),
+        };
+        let format = match self.log.format.as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                c.problems.push(Problem {
+                    key: "log.format".into(),
+                    message: format!("\"{other}\" is not a log format; use \"text\" or \"json\""),
+                });
+                LogFormat::Text
+            }
+        };
+        let delimiter = {
+            let mut chars = self.server.recipient_delimiter.chars();
+            match (chars.next(), chars.next()) {
+                (None, _) => None,
+                (Some(ch), None) if !ch.is_alphanumeric() && ch != '@' => Some(ch),
+                _ => {
+                    c.problems.push(Problem {
+                        key: "server.recipient_delimiter".into(),
+                        message: "must be empty or one punctuation character such as \"+\"".into(),
+                    });
+                    None
+                }
+            }
+        };
+        let hostname = self.server.hostname.trim().to_string();
+        if !hostname.is_empty() && !valid_hostname(&hostname) {
+            c.problems.push(Problem {
+                key: "server.hostname".into(),
+                message: format!("\"{hostname}\" is not a valid host name (letters, digits, '-', '.')"),
+            });
+        }
+        if self.server.data_dir.trim().is_empty() {
+            c.problems.push(Problem { key: "server.data_dir".into(), message: "must not be empty".into() });
+        }
+        let tls = match (self.tls.certificate.trim(), self.tls.private_key.trim()) {
+            ("", "") => Tls { files: None },
+            (cert, "") => {
+                let _ = cert;
+                c.problems.push(Problem {
+                    key: "tls.private_key".into(),
+                    message: "tls.certificate is set, so the private key file is needed too".into(),
+                });
+                Tls { files: None }
+            }
+            ("", _) => {
+                c.problems.push(Problem {
+                    key: "tls.certificate".into(),
+                    message: "tls.private_key is set, so the certificate file is needed too".into(),
+                });
+                Tls { files: None }
+            }
+            (cert, key) => {
+                for (k, p) in [("tls.certificate", cert), ("tls.private_key", key)] {
+                    if !std::path::Path::new(p).is_file() {
+                        c.problems.push(Problem {
+                            key: k.into(),
+                            message: format!("file \"{p}\" does not exist or is not readable"),
+                        });
+                    }
+                }
+                Tls { files: Some((PathBuf::from(cert), PathBuf::from(key))) }
+            }
+        };
+        let listeners = check_listeners(&self.listener, &mut c.problems);
+        if !c.problems.is_empty() {
+            return Err(c.problems);
+        }
+        Ok(Config {
+            server: Server {
+                hostname,
+                data_dir: PathBuf::from(self.server.data_dir),
+                recipient_delimiter: delimiter,
+            },
+            log: Log { format, level: self.log.level },
+            tls,
+            smtp,
+            delivery,
+            listeners,
+        })
+    }
+}
+
+fn check_listeners(raw: &[RawListener], problems: &mut Vec<Problem>) -> Vec<Listener> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    let mut addrs = HashSet::new();
+    if raw.is_empty() {
+        problems.push(Problem {
+            key: "listener".into(),
+            message: "no listeners; add at least one [[listener]] with name, address and role".into(),
+        });
+    }
+    for (i, l) in raw.iter().enumerate() {
+        let key = |k: &str| format!("listener[{i}].{k}");
+        if l.name.trim().is_empty() || !names.insert(l.name.clone()) {
+            problems.push(Problem {
+                key: key("name"),
+                message: format!("\"{}\" is empty or used by another listener; names must be unique", l.name),
+            });
+        }
+        let address = match l.address.parse::<SocketAddr>() {
+            Ok(a) => {
+                if !addrs.insert(a) {
+                    problems.push(Problem {
+                        key: key("address"),
+                        message: format!("{a} is already used by another listener"),
+                    });
+                }
+                Some(a)
+            }
+            Err(_) => {
+                problems.push(Problem {
+                    key: key("address"),
+                    message: format!(
+                        "\"{}\" is not an IP address and port; write e.g. \"0.0.0.0:25\" or \"[::]:25\"",
+                        l.address
+                    ),
+                });
+                None
+            }
+        };
+        let role = match l.role.as_str() {
+            "mx" => Some(Role::Mx),
+            "submission" => Some(Role::Submission),
+            "submissions" => Some(Role::Submissions),
+            other => {
+                problems.push(Problem {
+                    key: key("role"),
+                    message: format!("\"{other}\" is not a role; use \"mx\", \"submission\" or \"submissions\""),
+                });
+                None
+            }
+        };
+        if let (Some(address), Some(role)) = (address, role) {
+            out.push(Listener { name: l.name.clone(), address, role });
+        }
+    }
+    out
+}
+
+fn valid_hostname(h: &str) -> bool {
+    h.len() <= 253
+        && h.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}

@@ -1,0 +1,215 @@
+//! Records the store keeps and hands out.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainRecord {
+    pub name: String,
+    pub catch_all: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    pub address: String,
+    pub password_hash: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AliasRecord {
+    pub alias: String,
+    pub target: String,
+}
+
+/// The envelope of a queued message, kept as JSON so later fields can be added without a
+/// schema change. Unknown fields are ignored when read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Envelope {
+    /// MAIL FROM address; empty for the null reverse path `<>`.
+    pub sender: String,
+    /// RET= (RFC 3461 §4.3): "FULL" or "HDRS".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<String>,
+    /// ENVID= (RFC 3461 §4.4), decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envid: Option<String>,
+    /// BODY= ("7BIT", "8BITMIME").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_type: Option<String>,
+    #[serde(default)]
+    pub smtputf8: bool,
+    /// Unix ms when intake accepted the message.
+    pub received_at: i64,
+    /// Where it came from: client IP, HELO name, listener, authenticated user, TLS.
+    pub client_ip: String,
+    pub helo: String,
+    pub listener: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
+}
+
+/// DSN parameters of one recipient (RFC 3461 §4.1, §4.2).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RecipientDsn {
+    /// NOTIFY values ("NEVER" or any of "SUCCESS", "FAILURE", "DELAY"); empty when not given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<String>,
+    /// ORCPT as `addr-type;address`, decoded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orcpt: Option<String>,
+}
+
+/// Where a recipient's copy goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Destination {
+    /// A local mailbox, by owner address (lower-case).
+    Mailbox(String),
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Mailbox(owner) => write!(f, "mailbox {owner}"),
+        }
+    }
+}
+
+/// A message body handed to [`crate::Store::enqueue`].
+#[derive(Debug)]
+pub enum NewBody {
+    Memory(Vec<u8>),
+    /// A spooled file; the store fsyncs it and moves it under the data directory.
+    File { path: PathBuf, size: u64 },
+}
+
+impl NewBody {
+    pub fn len(&self) -> u64 {
+        match self {
+            NewBody::Memory(v) => v.len() as u64,
+            NewBody::File { size, .. } => *size,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[derive(Debug)]
+pub struct NewRecipient {
+    pub address: String,
+    pub dsn: RecipientDsn,
+    pub destination: Destination,
+}
+
+/// A message for [`crate::Store::enqueue`]. `prefix` holds the header lines intake added in
+/// front of the original message.
+#[derive(Debug)]
+pub struct NewMessage {
+    pub id: String,
+    pub envelope: Envelope,
+    pub prefix: Vec<u8>,
+    pub body: NewBody,
+    pub recipients: Vec<NewRecipient>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipientState {
+    Queued,
+    Deferred,
+    Delivered,
+    Failed,
+}
+
+impl RecipientState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecipientState::Queued => "queued",
+            RecipientState::Deferred => "deferred",
+            RecipientState::Delivered => "delivered",
+            RecipientState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "queued" => RecipientState::Queued,
+            "deferred" => RecipientState::Deferred,
+            "delivered" => RecipientState::Delivered,
+            "failed" => RecipientState::Failed,
+            _ => return None,
+        })
+    }
+
+    pub fn is_final(self) -> bool {
+        matches!(self, RecipientState::Delivered | RecipientState::Failed)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct QueuedRecipient {
+    pub idx: u32,
+    pub address: String,
+    pub dsn: RecipientDsn,
+    pub destination: Destination,
+    pub state: RecipientState,
+    pub attempts: u32,
+    pub next_attempt: i64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueuedMessage {
+    pub id: String,
+    pub envelope: Envelope,
+    pub body_id: i64,
+    pub size: u64,
+    pub created_at: i64,
+    pub recipients: Vec<QueuedRecipient>,
+    /// Why recovery set this entry aside, if it did.
+    pub quarantined: Option<String>,
+}
+
+/// The outcome of one delivery attempt for one recipient.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Stored in `owner`'s INBOX with `prefix` (Return-Path, Delivered-To) in front.
+    Delivered { owner: String, prefix: Vec<u8> },
+    /// Try again at `next_attempt` (unix ms).
+    Deferred { error: String, next_attempt: i64 },
+    Failed { error: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliveryReport {
+    pub queue_id: String,
+    pub idx: u32,
+    pub outcome: Outcome,
+}
+
+/// A message in a mailbox.
+#[derive(Debug, Clone)]
+pub struct MailboxMessage {
+    pub id: i64,
+    pub folder: String,
+    pub uid: i64,
+    pub size: u64,
+    pub received_at: i64,
+    pub queue_id: Option<String>,
+}
+
+/// What startup recovery found.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    /// Queue entries with recipients still to deliver.
+    pub pending: usize,
+    /// Entries set aside as unreadable, with the reason.
+    pub quarantined: Vec<(String, String)>,
+    /// Leftover files of writes that never committed, removed.
+    pub orphan_files_removed: usize,
+}
