@@ -1,1 +1,19 @@
-//! stub
+//! The queue: intake, the one function every message passes to enter it, and the local
+//! delivery worker that moves queued messages into mailboxes.
+//!
+//! What it must not do: talk to clients or decide who may send (the SMTP server did that before
+//! calling intake), or touch storage except through the `store` trait.
+//!
+//! # Security
+//! Message headers are untrusted: intake only scans them (bounded by the header section it is
+//! given) to count Received lines and look for Message-ID and Date; it never rewrites them.
+#![forbid(unsafe_code)]
+
+mod date;
+mod delivery;
+mod headers;
+mod intake;
+
+pub use date::rfc5322_date;
+pub use delivery::{DeliverySettings, LocalDelivery};
+pub use intake::{AcceptedRecipient, Intake, IntakeError, Origin, Submission};

@@ -1,0 +1,181 @@
+//! Intake: the one way into the queue (as Postfix's cleanup). Every message, whichever front
+//! end received it, passes here: trace and missing headers are added, loops are refused, the
+//! envelope is built, and the message is written durably. Only when [`Intake::submit`] returns
+//! may the client be told the message is accepted.
+
+use crate::date::rfc5322_date;
+use crate::headers;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+use store::{Destination, Envelope, NewBody, NewMessage, NewRecipient, RecipientDsn, SharedStore, StoreError};
+use tokio::sync::Notify;
+
+/// Where a message came from, for the Received header and the envelope.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    pub client_ip: IpAddr,
+    /// The name the client gave in EHLO/HELO.
+    pub helo: String,
+    /// True when the client used EHLO (ESMTP).
+    pub esmtp: bool,
+    /// The listener's name from the config.
+    pub listener: String,
+    /// TLS version and cipher suite, when the session was encrypted.
+    pub tls: Option<String>,
+    /// The authenticated account, if any.
+    pub auth: Option<String>,
+    /// A submission (RFC 6409): Message-ID and Date are added when missing (§8.2, §8.3).
+    pub submission: bool,
+}
+
+/// A recipient accepted at RCPT with the mailboxes it resolved to.
+#[derive(Debug, Clone)]
+pub struct AcceptedRecipient {
+    pub address: String,
+    pub dsn: RecipientDsn,
+    pub owners: Vec<String>,
+}
+
+/// One message handed to intake.
+#[derive(Debug)]
+pub struct Submission {
+    /// MAIL FROM; empty for `<>`.
+    pub sender: String,
+    pub ret: Option<String>,
+    pub envid: Option<String>,
+    pub body_type: Option<String>,
+    pub smtputf8: bool,
+    pub recipients: Vec<AcceptedRecipient>,
+    pub origin: Origin,
+    /// The start of the message, at least its header section when that fits the caller's
+    /// memory limit; used to scan headers.
+    pub head: Vec<u8>,
+    pub body: NewBody,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// More Received headers than allowed: a mail loop (RFC 5321 §6.3).
+    #[error("mail loop: {0} Received headers")]
+    Loop(usize),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The intake service, shared by every front end.
+#[derive(Clone)]
+pub struct Intake {
+    store: SharedStore,
+    hostname: Arc<str>,
+    max_received: usize,
+    wake: Arc<Notify>,
+}
+
+impl Intake {
+    /// `wake` is notified after each accepted message so the delivery worker starts at once.
+    pub fn new(store: SharedStore, hostname: &str, max_received: usize, wake: Arc<Notify>) -> Intake {
+        Intake { store, hostname: hostname.into(), max_received, wake }
+    }
+
+    /// Writes the message durably and returns its queue id.
+    pub async fn submit(&self, sub: Submission) -> Result<String, IntakeError> {
+        let facts = headers::scan(&sub.head);
+        if facts.received >= self.max_received {
+            if let NewBody::File { path, .. } = &sub.body {
+                let _ = std::fs::remove_file(path);
+            }
+            return Err(IntakeError::Loop(facts.received));
+        }
+        let id = store::new_queue_id();
+        let now = SystemTime::now();
+        let date = rfc5322_date(now);
+        let mut prefix = self.received_header(&id, &sub, &date).into_bytes();
+        if sub.origin.submission && !facts.has_message_id {
+            let nonce: u32 = rand::random();
+            prefix.extend_from_slice(format!("Message-ID: <{id}.{nonce:08x}@{}>\r\n", self.hostname).as_bytes());
+        }
+        if sub.origin.submission && !facts.has_date {
+            prefix.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
+        }
+        let size = prefix.len() as u64 + sub.body.len();
+        let recipient_count = sub.recipients.len();
+        let mut recipients = Vec::new();
+        for r in sub.recipients {
+            for owner in r.owners {
+                recipients.push(NewRecipient {
+                    address: r.address.clone(),
+                    dsn: r.dsn.clone(),
+                    destination: Destination::Mailbox(owner),
+                });
+            }
+        }
+        let envelope = Envelope {
+            sender: sub.sender,
+            ret: sub.ret,
+            envid: sub.envid,
+            body_type: sub.body_type,
+            smtputf8: sub.smtputf8,
+            received_at: now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0),
+            client_ip: sub.origin.client_ip.to_string(),
+            helo: sub.origin.helo.clone(),
+            listener: sub.origin.listener.clone(),
+            auth: sub.origin.auth.clone(),
+            tls: sub.origin.tls.clone(),
+        };
+        let sender = envelope.sender.clone();
+        self.store
+            .enqueue(NewMessage { id: id.clone(), envelope, prefix, body: sub.body, recipients })
+            .await?;
+        tracing::info!(
+            queue_id = %id,
+            from = %sender,
+            recipients = recipient_count,
+            size,
+            tls = sub.origin.tls.as_deref().unwrap_or("none"),
+            auth = sub.origin.auth.as_deref().unwrap_or("-"),
+            "message accepted"
+        );
+        self.wake.notify_one();
+        Ok(id)
+    }
+
+    /// The Received header (RFC 5321 §4.4), with the protocol type of RFC 3848 / RFC 6531 §3.7.3
+    /// (ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTP...), and comments noting TLS and AUTH.
+    fn received_header(&self, id: &str, sub: &Submission, date: &str) -> String {
+        let o = &sub.origin;
+        let ip = match o.client_ip {
+            IpAddr::V4(v4) => format!("[{v4}]"),
+            IpAddr::V6(v6) => format!("[IPv6:{v6}]"),
+        };
+        let mut with = String::from(match (o.esmtp, sub.smtputf8) {
+            (_, true) => "UTF8SMTP",
+            (true, false) => "ESMTP",
+            (false, false) => "SMTP",
+        });
+        if o.tls.is_some() {
+            with.push('S');
+        }
+        if o.auth.is_some() {
+            with.push('A');
+        }
+        // The HELO name is client input: keep it to printable non-space ASCII.
+        let helo: String = o.helo.chars().filter(|c| c.is_ascii_graphic()).take(255).collect();
+        let mut h = format!("Received: from {} ({ip})\r\n", if helo.is_empty() { "unknown" } else { &helo });
+        if let Some(tls) = &o.tls {
+            h.push_str(&format!("\t(using {tls})\r\n"));
+        }
+        if let Some(user) = &o.auth {
+            h.push_str(&format!("\t(authenticated as {user})\r\n"));
+        }
+        h.push_str(&format!("\tby {} (Postrider) with {with} id {id}", self.hostname));
+        // Name the recipient only when there is one, so a Bcc is not revealed to others.
+        if let [only] = sub.recipients.as_slice() {
+            if only.address.is_ascii() || sub.smtputf8 {
+                h.push_str(&format!("\r\n\tfor <{}>", only.address));
+            }
+        }
+        h.push_str(&format!(";\r\n\t{date}\r\n"));
+        h
+    }
+}
