@@ -1,1 +1,87 @@
-fn main() {}
+//! `postrider`: the one binary. `serve` runs the mail server; the other subcommands administer
+//! the same data directory, also while the server runs.
+//!
+//! # Security
+//! Reads passwords from stdin (never from arguments, which other users can see in `ps`), and
+//! prints generated passwords once.
+#![forbid(unsafe_code)]
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "postrider", version, about = "Postrider mail server", propagate_version = true)]
+struct Cli {
+    /// Configuration file (TOML). Without it, the built-in defaults are used.
+    #[arg(long, short = 'c', global = true, env = "POSTRIDER_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory; overrides server.data_dir from the config.
+    #[arg(long, global = true, env = "POSTRIDER_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the mail server.
+    Serve {
+        /// Log as JSON lines instead of text.
+        #[arg(long)]
+        log_json: bool,
+    },
+    /// Check a configuration file without starting anything.
+    CheckConfig,
+    /// Configuration helpers.
+    #[command(subcommand)]
+    Config(cli::config::ConfigCmd),
+    /// Local domains: mail for these is delivered here.
+    #[command(subcommand)]
+    Domain(cli::directory::DomainCmd),
+    /// Accounts: mailboxes that can log in.
+    #[command(subcommand)]
+    Account(cli::directory::AccountCmd),
+    /// Aliases: addresses that deliver to other addresses.
+    #[command(subcommand)]
+    Alias(cli::directory::AliasCmd),
+    /// The mail queue.
+    #[command(subcommand)]
+    Queue(cli::queue::QueueCmd),
+    /// Stored mail.
+    #[command(subcommand)]
+    Mailbox(cli::mailbox::MailboxCmd),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let ctx = cli::Context { config_path: cli.config, data_dir: cli.data_dir };
+        match cli.command {
+            Command::Serve { log_json } => cli::serve::run(ctx, log_json).await,
+            Command::CheckConfig => cli::config::check(ctx),
+            Command::Config(c) => cli::config::run(c),
+            Command::Domain(c) => cli::directory::domain(ctx, c).await,
+            Command::Account(c) => cli::directory::account(ctx, c).await,
+            Command::Alias(c) => cli::directory::alias(ctx, c).await,
+            Command::Queue(c) => cli::queue::run(ctx, c).await,
+            Command::Mailbox(c) => cli::mailbox::run(ctx, c).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -23,6 +23,14 @@ pub fn rfc5322_date(t: SystemTime) -> String {
     )
 }
 
+/// Formats unix milliseconds as `YYYY-MM-DD HH:MM:SS` (UTC), for listings.
+pub fn iso_datetime(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, (rem % 3600) / 60, rem % 60)
+}
+
 /// Days since 1970-01-01 → (year, month 1-12, day 1-31), after Howard Hinnant's algorithm.
 fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
@@ -48,5 +56,6 @@ mod tests {
         assert_eq!(rfc5322_date(t), "Sat, 28 Nov 2026 19:18:47 +0000");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
         assert_eq!(rfc5322_date(leap), "Tue, 29 Feb 2000 00:00:00 +0000");
+        assert_eq!(iso_datetime(951_782_400_000), "2000-02-29 00:00:00");
     }
 }

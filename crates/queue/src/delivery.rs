@@ -82,7 +82,6 @@ impl LocalDelivery {
                     "Return-Path: <{}>\r\nDelivered-To: {}\r\n",
                     msg.envelope.sender, owner
                 );
-                tracing::info!(queue_id = %msg.id, to = %r.address, mailbox = %owner, "delivered");
                 reports.push(DeliveryReport {
                     queue_id: msg.id.clone(),
                     idx: r.idx,
@@ -91,7 +90,17 @@ impl LocalDelivery {
             }
         }
         if !reports.is_empty() {
+            let delivered: Vec<(String, u32, String)> = reports
+                .iter()
+                .filter_map(|r| match &r.outcome {
+                    Outcome::Delivered { owner, .. } => Some((r.queue_id.clone(), r.idx, owner.clone())),
+                    _ => None,
+                })
+                .collect();
             self.store.record_deliveries(reports).await?;
+            for (queue_id, idx, owner) in delivered {
+                tracing::info!(queue_id = %queue_id, recipient = idx, mailbox = %owner, "delivered");
+            }
         }
         Ok(due.len())
     }

@@ -14,6 +14,6 @@ mod delivery;
 mod headers;
 mod intake;
 
-pub use date::rfc5322_date;
+pub use date::{iso_datetime, rfc5322_date};
 pub use delivery::{DeliverySettings, LocalDelivery};
 pub use intake::{AcceptedRecipient, Intake, IntakeError, Origin, Submission};

@@ -1,0 +1,309 @@
+//! One SMTP connection: the input loop, modes (command, data, bdat, auth, discard), reply
+//! flushing, TLS upgrade, timeouts and the error budget.
+//!
+//! Pipelining (RFC 2920): all complete commands in the input buffer are answered in order and
+//! the replies are sent together before the session waits for more input.
+
+use crate::auth::AuthExchange;
+use crate::body::BodySink;
+use crate::{Services, SessionConfig};
+use bytes::{Buf, BytesMut};
+use listener::{ConnectionGuard, MaybeTls, Refusal};
+use queue::AcceptedRecipient;
+use smtp_codec::{BdatDecoder, DataDecoder, DataStatus, LineFrame, MailParams, Reply, ReversePath, reply};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+static SESSION_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// Longest line in an AUTH exchange (RFC 4954 §4: at least 12288 octets must be accepted).
+pub(crate) const MAX_AUTH_LINE: usize = 12_288;
+
+/// What the mail transaction holds (RFC 5321 §3.3); dropped by RSET, HELO/EHLO and the end of
+/// a message.
+pub(crate) struct Transaction {
+    pub sender: ReversePath,
+    pub params: MailParams,
+    pub recipients: Vec<AcceptedRecipient>,
+    /// BDAT chunks received so far (RFC 3030), with the decoder that checks them.
+    pub bdat: Option<(BodySink, BdatDecoder)>,
+    /// A BDAT chunk was refused; the rest of this message is read and discarded.
+    pub bdat_failed: bool,
+}
+
+pub(crate) enum Mode {
+    Command,
+    /// Discarding the rest of an over-long command line.
+    DiscardLine,
+    Data { decoder: DataDecoder, sink: BodySink },
+    /// Reading `remaining` octets of a BDAT chunk; `discard` drops them (refused chunk).
+    Bdat { remaining: u64, last: bool, discard: Option<Reply> },
+    Auth(AuthExchange),
+}
+
+/// What the session does after answering.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    Continue,
+    Close,
+    StartTls,
+}
+
+pub(crate) struct Session {
+    pub cfg: Arc<SessionConfig>,
+    pub svc: Arc<Services>,
+    pub peer: SocketAddr,
+    pub inbuf: BytesMut,
+    pub out: Vec<u8>,
+    /// EHLO/HELO name and whether it was EHLO.
+    pub helo: Option<(String, bool)>,
+    pub auth: Option<String>,
+    pub tls: Option<String>,
+    pub errors: u32,
+    pub tx: Option<Transaction>,
+    pub mode: Mode,
+}
+
+/// Runs one connection to the end. `slot` is the connection cap's verdict.
+pub async fn run_session(
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: Result<ConnectionGuard, Refusal>,
+    cfg: Arc<SessionConfig>,
+    svc: Arc<Services>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let id = SESSION_IDS.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("smtp", session = format_args!("{id:x}"), peer = %peer.ip(), listener = %cfg.listener);
+    async move {
+        let _guard = match slot {
+            Ok(g) => g,
+            Err(refusal) => {
+                tracing::warn!(?refusal, "connection refused by the connection caps");
+                if cfg.role != crate::Role::Submissions {
+                    let r = match refusal {
+                        Refusal::TooManyConnections => reply::TOO_MANY_CONNECTIONS,
+                        Refusal::TooManyFromIp => reply::TOO_MANY_CONNECTIONS_FROM_IP,
+                    };
+                    let mut s = stream;
+                    let _ = s.write_all(r.to_wire().as_bytes()).await;
+                    let _ = s.shutdown().await;
+                }
+                return;
+            }
+        };
+        tracing::debug!("connected");
+        let mut session = Session {
+            cfg,
+            svc,
+            peer,
+            inbuf: BytesMut::with_capacity(8192),
+            out: Vec::with_capacity(1024),
+            helo: None,
+            auth: None,
+            tls: None,
+            errors: 0,
+            tx: None,
+            mode: Mode::Command,
+        };
+        match session.serve(stream, shutdown).await {
+            Ok(()) => tracing::debug!("closed"),
+            Err(e) => tracing::info!(error = %e, "connection ended"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+impl Session {
+    async fn serve(&mut self, tcp: TcpStream, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+        let mut stream = if self.cfg.role == crate::Role::Submissions {
+            // RFC 8314 §3.3: implicit TLS, the handshake comes before the greeting.
+            let Some(acceptor) = self.svc.tls.clone() else {
+                tracing::error!("implicit-TLS listener without a TLS configuration");
+                return Ok(());
+            };
+            let tls = tokio::time::timeout(self.cfg.command_timeout, acceptor.accept(tcp))
+                .await
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+            let s = MaybeTls::Tls(Box::new(tls));
+            self.tls = s.tls_description();
+            s
+        } else {
+            MaybeTls::Plain(tcp)
+        };
+        reply::greeting(&self.cfg.hostname).encode(&mut self.out);
+        loop {
+            let next = self.process().await;
+            if !self.out.is_empty() {
+                stream.write_all(&self.out).await?;
+                stream.flush().await?;
+                self.out.clear();
+            }
+            match next {
+                Next::Continue => {}
+                Next::Close => {
+                    let _ = stream.shutdown().await;
+                    return Ok(());
+                }
+                Next::StartTls => {
+                    stream = self.start_tls(stream).await?;
+                    continue;
+                }
+            }
+            let in_data = matches!(self.mode, Mode::Data { .. } | Mode::Bdat { .. });
+            let timeout = if in_data { self.cfg.data_timeout } else { self.cfg.command_timeout };
+            let read = tokio::select! {
+                r = tokio::time::timeout(timeout, stream.read_buf(&mut self.inbuf)) => r,
+                _ = shutdown.changed(), if !in_data => {
+                    reply::SHUTTING_DOWN.encode(&mut self.out);
+                    stream.write_all(&self.out).await?;
+                    let _ = stream.shutdown().await;
+                    return Ok(());
+                }
+            };
+            match read {
+                Err(_) => {
+                    tracing::info!("timeout; closing");
+                    stream.write_all(reply::TIMEOUT.to_wire().as_bytes()).await?;
+                    let _ = stream.shutdown().await;
+                    return Ok(());
+                }
+                Ok(Ok(0)) => return Ok(()),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    }
+
+    /// RFC 3207 §4.2: after the handshake the session starts over (no HELO, no AUTH, no
+    /// transaction), and anything the client pipelined after STARTTLS is discarded.
+    async fn start_tls(&mut self, stream: MaybeTls) -> std::io::Result<MaybeTls> {
+        self.inbuf.clear();
+        let (MaybeTls::Plain(tcp), Some(acceptor)) = (stream, self.svc.tls.clone()) else {
+            return Err(std::io::Error::other("STARTTLS on a stream that cannot upgrade"));
+        };
+        let tls = tokio::time::timeout(self.cfg.command_timeout, acceptor.accept(tcp))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        let s = MaybeTls::Tls(Box::new(tls));
+        self.tls = s.tls_description();
+        tracing::debug!(tls = ?self.tls, "TLS started");
+        self.helo = None;
+        self.auth = None;
+        self.tx = None;
+        self.mode = Mode::Command;
+        Ok(s)
+    }
+
+    /// Answers everything complete in the input buffer.
+    async fn process(&mut self) -> Next {
+        loop {
+            let step = match &mut self.mode {
+                Mode::Command => match smtp_codec::frame_line(&self.inbuf, self.cfg.max_command_line) {
+                    LineFrame::NeedMore => return Next::Continue,
+                    LineFrame::Line { len, consumed } => {
+                        let line = self.inbuf[..len].to_vec();
+                        self.inbuf.advance(consumed);
+                        self.command(&line).await
+                    }
+                    LineFrame::TooLong { consumed, terminated } => {
+                        self.inbuf.advance(consumed);
+                        if !terminated {
+                            self.mode = Mode::DiscardLine;
+                        }
+                        self.reply(reply::LINE_TOO_LONG)
+                    }
+                },
+                Mode::DiscardLine => match smtp_codec::skip_line(&self.inbuf) {
+                    Some(n) => {
+                        self.inbuf.advance(n);
+                        self.mode = Mode::Command;
+                        Next::Continue
+                    }
+                    None => {
+                        self.inbuf.clear();
+                        return Next::Continue;
+                    }
+                },
+                Mode::Data { decoder, sink } => {
+                    let (consumed, status) = decoder.decode(&self.inbuf, &mut sink.buf);
+                    sink.settle();
+                    self.inbuf.advance(consumed);
+                    match status {
+                        DataStatus::NeedMore => return Next::Continue,
+                        DataStatus::Done => {
+                            let Mode::Data { decoder, sink } = std::mem::replace(&mut self.mode, Mode::Command) else {
+                                unreachable!("matched Mode::Data above")
+                            };
+                            self.finish_message(sink, decoder.flaws()).await
+                        }
+                    }
+                }
+                Mode::Bdat { remaining, .. } => {
+                    if self.inbuf.is_empty() && *remaining > 0 {
+                        return Next::Continue;
+                    }
+                    let take = (*remaining).min(self.inbuf.len() as u64) as usize;
+                    *remaining -= take as u64;
+                    let done = *remaining == 0;
+                    let chunk = self.inbuf.split_to(take);
+                    self.bdat_bytes(&chunk);
+                    if !done {
+                        return Next::Continue;
+                    }
+                    self.bdat_chunk_end().await
+                }
+                Mode::Auth(_) => match smtp_codec::frame_line(&self.inbuf, MAX_AUTH_LINE) {
+                    LineFrame::NeedMore => return Next::Continue,
+                    LineFrame::Line { len, consumed } => {
+                        let line = self.inbuf[..len].to_vec();
+                        self.inbuf.advance(consumed);
+                        self.auth_response(&line).await
+                    }
+                    LineFrame::TooLong { consumed, terminated } => {
+                        self.inbuf.advance(consumed);
+                        self.mode = if terminated { Mode::Command } else { Mode::DiscardLine };
+                        self.reply(reply::AUTH_LINE_TOO_LONG)
+                    }
+                },
+            };
+            if step != Next::Continue {
+                return step;
+            }
+        }
+    }
+
+    /// Queues a reply. Negative replies count against the error budget; past it the session
+    /// ends with 421 (RFC 5321 §4.2.1 allows closing after repeated errors).
+    pub(crate) fn reply(&mut self, r: Reply) -> Next {
+        let negative = r.code >= 400 && r.code != 421;
+        r.encode(&mut self.out);
+        if negative {
+            self.errors += 1;
+            if self.errors >= self.cfg.max_errors {
+                tracing::info!(errors = self.errors, "too many errors; closing");
+                reply::TOO_MANY_ERRORS.encode(&mut self.out);
+                return Next::Close;
+            }
+        }
+        if r.code == 421 { Next::Close } else { Next::Continue }
+    }
+
+    fn bdat_bytes(&mut self, chunk: &[u8]) {
+        let Mode::Bdat { discard: None, .. } = &self.mode else { return };
+        if let Some(Transaction { bdat: Some((sink, decoder)), .. }) = &mut self.tx {
+            decoder.decode(chunk, &mut sink.buf);
+            sink.settle();
+        }
+    }
+}
+
+/// Splits a pipelined session's view for tests.
+#[cfg(test)]
+mod tests {}
