@@ -21,7 +21,8 @@ impl MaybeTls {
     pub fn tls_description(&self) -> Option<String> {
         let MaybeTls::Tls(s) = self else { return None };
         let (_, conn) = s.get_ref();
-        let version = conn.protocol_version().and_then(|v| v.as_str()).unwrap_or("TLS");
+        // rustls names versions "TLSv1_3"; mail headers conventionally say "TLSv1.3".
+        let version = conn.protocol_version().and_then(|v| v.as_str()).unwrap_or("TLS").replace('_', ".");
         let suite = conn
             .negotiated_cipher_suite()
             .and_then(|s| s.suite().as_str())

@@ -101,6 +101,7 @@ pub struct Smtp {
 
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    pub paused: bool,
     pub poll_interval: Duration,
     pub retry_initial: Duration,
     pub retry_max: Duration,

@@ -66,6 +66,7 @@ struct RawSmtp {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDelivery {
+    paused: bool,
     poll_interval: String,
     retry_initial: String,
     retry_max: String,
@@ -247,6 +248,7 @@ impl RawConfig {
         }
         let d = &self.delivery;
         let delivery = Delivery {
+            paused: d.paused,
             poll_interval: c.duration("delivery.poll_interval", &d.poll_interval),
             retry_initial: c.duration("delivery.retry_initial", &d.retry_initial),
             retry_max: c.duration("delivery.retry_max", &d.retry_max),

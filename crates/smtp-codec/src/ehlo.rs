@@ -53,7 +53,11 @@ impl Capabilities {
         if self.dsn {
             lines.push("DSN".into());
         }
-        Reply { code: 250, enhanced: None, text: lines.join("\n").into() }
+        Reply {
+            code: 250,
+            enhanced: None,
+            text: lines.join("\n").into(),
+        }
     }
 }
 

@@ -26,7 +26,11 @@ pub struct Reply {
 }
 
 const fn r(code: u16, e: (u8, u16, u16), text: &'static str) -> Reply {
-    Reply { code, enhanced: Some(Enhanced(e.0, e.1, e.2)), text: Cow::Borrowed(text) }
+    Reply {
+        code,
+        enhanced: Some(Enhanced(e.0, e.1, e.2)),
+        text: Cow::Borrowed(text),
+    }
 }
 
 impl Reply {
@@ -63,7 +67,10 @@ impl Reply {
                 None => format!("{}{}", self.code, sep),
             };
             out.extend_from_slice(head.as_bytes());
-            out.extend(line.bytes().map(|b| if b < 0x20 || b == 0x7f { b'?' } else { b }));
+            out.extend(
+                line.bytes()
+                    .map(|b| if b < 0x20 || b == 0x7f { b'?' } else { b }),
+            );
             out.extend_from_slice(b"\r\n");
         }
     }
@@ -89,8 +96,11 @@ pub const START_DATA: Reply = Reply {
 };
 pub const READY_TLS: Reply = r(220, (2, 0, 0), "Ready to start TLS");
 /// RFC 5321 §3.5.3: 252 when the server will not verify but will try delivery.
-pub const VRFY_CANNOT: Reply =
-    r(252, (2, 5, 0), "Cannot VRFY user, but will accept message and attempt delivery");
+pub const VRFY_CANNOT: Reply = r(
+    252,
+    (2, 5, 0),
+    "Cannot VRFY user, but will accept message and attempt delivery",
+);
 pub const HELP: Reply = r(
     214,
     (2, 0, 0),
@@ -101,8 +111,11 @@ pub const AUTH_OK: Reply = r(235, (2, 7, 0), "Authentication successful");
 // ---- 4xx ---------------------------------------------------------------------------------------
 pub const SHUTTING_DOWN: Reply = r(421, (4, 3, 2), "Service shutting down, try again later");
 pub const TOO_MANY_CONNECTIONS: Reply = r(421, (4, 7, 0), "Too many connections, try again later");
-pub const TOO_MANY_CONNECTIONS_FROM_IP: Reply =
-    r(421, (4, 7, 0), "Too many connections from your address, try again later");
+pub const TOO_MANY_CONNECTIONS_FROM_IP: Reply = r(
+    421,
+    (4, 7, 0),
+    "Too many connections from your address, try again later",
+);
 pub const TIMEOUT: Reply = r(421, (4, 4, 2), "Timeout exceeded, closing connection");
 pub const TOO_MANY_ERRORS: Reply = r(421, (4, 7, 0), "Too many errors, closing connection");
 pub const LOCAL_ERROR: Reply = r(451, (4, 3, 0), "Local error in processing, try again later");
@@ -117,8 +130,7 @@ pub const UNRECOGNIZED: Reply = r(500, (5, 5, 1), "Command unrecognized");
 pub const LINE_TOO_LONG: Reply = r(500, (5, 5, 2), "Line too long");
 pub const INVALID_CHARACTERS: Reply = r(500, (5, 5, 2), "Invalid characters in command");
 /// RFC 4954 §4: an AUTH exchange line that is too long.
-pub const AUTH_LINE_TOO_LONG: Reply =
-    r(500, (5, 5, 6), "Authentication exchange line is too long");
+pub const AUTH_LINE_TOO_LONG: Reply = r(500, (5, 5, 6), "Authentication exchange line is too long");
 pub const SYNTAX: Reply = r(501, (5, 5, 4), "Syntax error");
 pub const BAD_SENDER_SYNTAX: Reply = r(501, (5, 1, 7), "Bad sender address syntax");
 pub const BAD_RECIPIENT_SYNTAX: Reply = r(501, (5, 1, 3), "Bad recipient address syntax");
@@ -135,18 +147,31 @@ pub const AUTH_REQUIRED: Reply = r(530, (5, 7, 0), "Authentication required");
 pub const STARTTLS_REQUIRED: Reply = r(530, (5, 7, 0), "Must issue a STARTTLS command first");
 pub const AUTH_INVALID: Reply = r(535, (5, 7, 8), "Authentication credentials invalid");
 /// RFC 4954 §6: encryption required for the requested mechanism.
-pub const AUTH_NEEDS_TLS: Reply =
-    r(538, (5, 7, 11), "Encryption required for requested authentication mechanism");
+pub const AUTH_NEEDS_TLS: Reply = r(
+    538,
+    (5, 7, 11),
+    "Encryption required for requested authentication mechanism",
+);
 pub const USER_UNKNOWN: Reply = r(550, (5, 1, 1), "Recipient address rejected: user unknown");
 pub const RELAY_DENIED: Reply = r(550, (5, 7, 1), "Relaying denied");
 /// RFC 1870 §6: the declared or actual size exceeds the fixed maximum.
-pub const MESSAGE_TOO_BIG: Reply =
-    r(552, (5, 3, 4), "Message size exceeds fixed maximum message size");
+pub const MESSAGE_TOO_BIG: Reply = r(
+    552,
+    (5, 3, 4),
+    "Message size exceeds fixed maximum message size",
+);
 /// RFC 6531 §3.7.4.1: a non-ASCII address without SMTPUTF8 on MAIL.
-pub const UTF8_ADDRESS_NEEDS_SMTPUTF8: Reply =
-    r(553, (5, 6, 7), "Non-ASCII address requires the SMTPUTF8 parameter");
+pub const UTF8_ADDRESS_NEEDS_SMTPUTF8: Reply = r(
+    553,
+    (5, 6, 7),
+    "Non-ASCII address requires the SMTPUTF8 parameter",
+);
 /// RFC 5321 §6.3 and §4.4: too many Received headers means a loop.
-pub const MAIL_LOOP: Reply = r(554, (5, 4, 6), "Too many Received headers: mail loop detected");
+pub const MAIL_LOOP: Reply = r(
+    554,
+    (5, 4, 6),
+    "Too many Received headers: mail loop detected",
+);
 /// RFC 2920 §3.1: DATA after no accepted recipient.
 pub const NO_VALID_RECIPIENTS: Reply = r(554, (5, 5, 1), "No valid recipients");
 /// Bare CR or LF, NUL or an over-long line in the body (SMTP smuggling defence).
@@ -155,12 +180,20 @@ pub const PARAMETER_UNSUPPORTED: Reply = r(555, (5, 5, 4), "Unsupported paramete
 
 /// `220 <host> ESMTP Postrider` (no enhanced code: RFC 2034 §3).
 pub fn greeting(hostname: &str) -> Reply {
-    Reply { code: 220, enhanced: None, text: format!("{hostname} ESMTP Postrider").into() }
+    Reply {
+        code: 220,
+        enhanced: None,
+        text: format!("{hostname} ESMTP Postrider").into(),
+    }
 }
 
 /// Reply to HELO.
 pub fn helo(hostname: &str) -> Reply {
-    Reply { code: 250, enhanced: None, text: hostname.to_string().into() }
+    Reply {
+        code: 250,
+        enhanced: None,
+        text: hostname.to_string().into(),
+    }
 }
 
 /// `250 2.0.0 Ok: queued as <id>` after a message is durable.
@@ -175,7 +208,11 @@ pub fn chunk_received(octets: u64) -> Reply {
 
 /// `334 <challenge>` during an AUTH exchange (RFC 4954 §4).
 pub fn auth_challenge(base64: &str) -> Reply {
-    Reply { code: 334, enhanced: None, text: base64.to_string().into() }
+    Reply {
+        code: 334,
+        enhanced: None,
+        text: base64.to_string().into(),
+    }
 }
 
 /// Bad sequence with the step that is missing, e.g. "Send MAIL first".
@@ -209,7 +246,10 @@ mod tests {
     #[test]
     fn single_line_reply_carries_code_and_enhanced_code() {
         assert_eq!(queued("ABC").to_wire(), "250 2.0.0 Ok: queued as ABC\r\n");
-        assert_eq!(greeting("mx.test").to_wire(), "220 mx.test ESMTP Postrider\r\n");
+        assert_eq!(
+            greeting("mx.test").to_wire(),
+            "220 mx.test ESMTP Postrider\r\n"
+        );
     }
 
     #[test]

@@ -78,7 +78,12 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
             retry_max: config.delivery.retry_max,
         },
     );
-    let delivery_task = tokio::spawn(delivery.run(shutdown_rx.clone()));
+    let delivery_task = if config.delivery.paused {
+        tracing::warn!("delivery is paused (delivery.paused = true): accepted mail stays in the queue");
+        tokio::spawn(async {})
+    } else {
+        tokio::spawn(delivery.run(shutdown_rx.clone()))
+    };
     print_banner(&config, &hostname, &cert_path, &store.list_domains().await?, &ctx);
 
     wait_for_signal().await;

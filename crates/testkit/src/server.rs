@@ -1,0 +1,200 @@
+//! A real server process for tests.
+
+use crate::Conn;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The ports of the four default listeners.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub mx: u16,
+    pub submission: u16,
+    pub submissions: u16,
+}
+
+pub struct TestServer {
+    pub bin: PathBuf,
+    pub dir: tempfile::TempDir,
+    pub ports: Ports,
+    pub config: PathBuf,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    // Bind to port 0 and release it: the kernel picked a free port. A race with another test
+    // is possible but unlikely; start() retries a few times.
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+impl TestServer {
+    /// Starts `bin serve` with a config made of the three listeners on free ports, hostname
+    /// `mx.test`, and `extra` TOML appended (other sections, e.g. "[smtp]\nmax_recipients = 3").
+    pub fn start(bin: &Path, extra: &str) -> anyhow::Result<TestServer> {
+        let dir = tempfile::tempdir()?;
+        let ports = Ports { mx: free_port(), submission: free_port(), submissions: free_port() };
+        let config = dir.path().join("postrider.toml");
+        let text = format!(
+            "[server]\nhostname = \"mx.test\"\ndata_dir = \"{data}\"\n{extra}\n\
+             [[listener]]\nname = \"mx\"\naddress = \"127.0.0.1:{}\"\nrole = \"mx\"\n\
+             [[listener]]\nname = \"submission\"\naddress = \"127.0.0.1:{}\"\nrole = \"submission\"\n\
+             [[listener]]\nname = \"submissions\"\naddress = \"127.0.0.1:{}\"\nrole = \"submissions\"\n",
+            ports.mx,
+            ports.submission,
+            ports.submissions,
+            data = dir.path().join("data").display(),
+        );
+        std::fs::write(&config, text)?;
+        let mut s = TestServer { bin: bin.to_path_buf(), dir, ports, config, child: None };
+        s.spawn()?;
+        Ok(s)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts (or restarts) the process and waits until every listener accepts connections.
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log"))?;
+        let child = Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for port in [self.ports.mx, self.ports.submission, self.ports.submissions] {
+            loop {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break;
+                }
+                if let Some(c) = &mut self.child {
+                    if let Some(status) = c.try_wait()? {
+                        anyhow::bail!("server exited with {status}; log:\n{}", self.log());
+                    }
+                }
+                if Instant::now() > deadline {
+                    anyhow::bail!("server did not listen on port {port} within 30 s; log:\n{}", self.log());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Ok(())
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Kills the process with SIGKILL (no shutdown at all), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops the process with SIGTERM and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Runs `postrider --config <ours> ARGS` and returns its output.
+    pub fn admin(&self, args: &[&str]) -> Output {
+        self.admin_with_stdin(args, None)
+    }
+
+    /// Like [`TestServer::admin`], with standard input.
+    pub fn admin_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(&self.bin)
+            .arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run postrider");
+        if let Some(mut si) = child.stdin.take() {
+            if let Some(text) = stdin {
+                let _ = si.write_all(text.as_bytes());
+            }
+        }
+        child.wait_with_output().expect("wait for postrider")
+    }
+
+    /// Runs an admin command that must succeed; returns its stdout.
+    pub fn admin_ok(&self, args: &[&str]) -> String {
+        let out = self.admin(args);
+        assert!(
+            out.status.success(),
+            "postrider {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Adds an account with a known password.
+    pub fn add_account(&self, address: &str, password: &str) {
+        let out = self.admin_with_stdin(&["account", "add", address, "--password-stdin"], Some(password));
+        assert!(out.status.success(), "account add failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Waits until `owner` has `n` messages (the delivery worker runs asynchronously), and
+    /// returns their ids.
+    pub fn wait_for_mail(&self, owner: &str, n: usize) -> Vec<i64> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = self.admin(&["mailbox", "list", owner]);
+            let text = String::from_utf8_lossy(&out.stdout);
+            let ids: Vec<i64> = text.lines().skip(1).filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect();
+            if ids.len() >= n {
+                return ids;
+            }
+            assert!(Instant::now() < deadline, "expected {n} messages for {owner}, have {}:\n{text}\nlog:\n{}", ids.len(), self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The raw stored message.
+    pub fn mailbox_show(&self, owner: &str, id: i64) -> Vec<u8> {
+        let out = self.admin(&["mailbox", "show", owner, &id.to_string()]);
+        assert!(out.status.success(), "mailbox show failed: {}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    }
+
+    /// The certificate file the server presents (its self-signed one).
+    pub fn certificate(&self) -> PathBuf {
+        self.data_dir().join("tls").join("self-signed.crt")
+    }
+
+    /// A plain connection to a port, greeting read.
+    pub fn connect(&self, port: u16) -> Conn {
+        Conn::plain(port, self.certificate())
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
