@@ -1,6 +1,6 @@
 //! Dialog tests: the real server over real sockets, plain and TLS.
 
-use testkit::{Conn, TestServer};
+use testkit::{Conn, TestServer, b64};
 
 fn server(extra: &str) -> TestServer {
     let s = TestServer::start(std::path::Path::new(env!("CARGO_BIN_EXE_postrider")), extra).expect("start server");
@@ -10,23 +10,6 @@ fn server(extra: &str) -> TestServer {
     s
 }
 
-fn b64(s: &str) -> String {
-    // A tiny base64 encoder for test credentials.
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for chunk in b.chunks(3) {
-        let n = (chunk[0] as u32) << 16 | (*chunk.get(1).unwrap_or(&0) as u32) << 8 | *chunk.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
 
 fn plain_ir(user: &str, pw: &str) -> String {
     b64(&format!("\0{user}\0{pw}"))

@@ -181,8 +181,16 @@ impl Config {
         let user: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             fail(vec![Problem { key: String::new(), message: format!("not valid TOML: {e}") }])
         })?;
-        let raw = raw::merge_over_defaults(user).map_err(fail)?;
-        raw.into_config().map_err(fail)
+        let (raw, mut problems) = raw::merge_over_defaults(user);
+        let config = raw.and_then(|r| r.into_config());
+        match config {
+            Ok(c) if problems.is_empty() => Ok(c),
+            Ok(_) => Err(fail(problems)),
+            Err(more) => {
+                problems.extend(more);
+                Err(fail(problems))
+            }
+        }
     }
 }
 
@@ -256,6 +264,13 @@ mod tests {
         assert!(p.iter().any(|m| m.starts_with("smtp.command_timeout:")), "{p:?}");
         assert!(p.iter().any(|m| m.starts_with("listener[0].address:")), "{p:?}");
         assert!(p.iter().any(|m| m.starts_with("listener[0].role:")), "{p:?}");
+    }
+
+    #[test]
+    fn type_errors_and_value_errors_are_reported_together() {
+        let p = problems("[smtp]\nmax_recipients = \"many\"\nmax_message_size = \"lots\"\n");
+        assert!(p.iter().any(|m| m.starts_with("smtp.max_recipients:")), "{p:?}");
+        assert!(p.iter().any(|m| m.starts_with("smtp.max_message_size:")), "{p:?}");
     }
 
     #[test]

@@ -85,17 +85,17 @@ fn defaults_table() -> Table {
     DEFAULTS_TOML.parse().unwrap_or_else(|e| unreachable!("defaults.toml: {e}"))
 }
 
-/// Merges `user` over the defaults and deserializes the result.
-pub(crate) fn merge_over_defaults(user: Table) -> Result<RawConfig, Vec<Problem>> {
+/// Merges `user` over the defaults and deserializes the result. Keys with unknown names or
+/// wrong types are reported and keep their defaults, so the later checks still run and every
+/// problem is reported in one go.
+pub(crate) fn merge_over_defaults(user: Table) -> (Result<RawConfig, Vec<Problem>>, Vec<Problem>) {
     let mut merged = defaults_table();
     let mut problems = Vec::new();
     merge_table(&mut merged, user, "", &mut problems);
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    serde_path_to_error::deserialize(Value::Table(merged)).map_err(|e| {
+    let raw = serde_path_to_error::deserialize(Value::Table(merged)).map_err(|e| {
         vec![Problem { key: e.path().to_string(), message: e.inner().to_string() }]
-    })
+    });
+    (raw, problems)
 }
 
 fn join(prefix: &str, key: &str) -> String {
