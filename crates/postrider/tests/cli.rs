@@ -147,3 +147,19 @@ fn queue_and_mailbox_commands_show_and_remove_messages() {
     assert_eq!(missing.status.code(), Some(1));
 }
 
+
+#[test]
+fn the_production_example_config_is_valid_apart_from_its_certificate_paths() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/postrider.toml");
+    let out = Command::new(bin()).args(["check-config", "--config", example]).output().unwrap();
+    let err = stderr(&out);
+    // Only the certificate files (absent on a test machine) may be reported.
+    let problems: Vec<&str> = err.lines().filter(|l| l.trim_start().starts_with("- ")).collect();
+    assert!(problems.iter().all(|p| p.contains("tls.certificate") || p.contains("tls.private_key")), "{err}");
+}
+
+#[test]
+fn the_readme_config_reference_is_the_built_in_defaults() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    assert!(readme.contains(settings::DEFAULTS_TOML), "README's configuration reference must be `postrider config defaults` verbatim");
+}
