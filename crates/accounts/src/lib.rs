@@ -37,7 +37,11 @@ impl Directory {
     /// `delimiter` is the subaddress separator (`+` in `alice+tag@`), if any.
     pub fn new(store: SharedStore, delimiter: Option<char>) -> Result<Directory, AccountsError> {
         let dummy_hash = hash_password(&generate_password())?;
-        Ok(Directory { store, delimiter, dummy_hash: std::sync::Arc::new(dummy_hash) })
+        Ok(Directory {
+            store,
+            delimiter,
+            dummy_hash: std::sync::Arc::new(dummy_hash),
+        })
     }
 
     pub fn store(&self) -> &SharedStore {
@@ -56,7 +60,11 @@ impl Directory {
 
     /// Checks a login. Returns the account address on success. Unknown users cost the same
     /// argon2 work as wrong passwords. The hashing runs on the blocking pool.
-    pub async fn authenticate(&self, username: &str, password: &str) -> Result<Option<String>, AccountsError> {
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<String>, AccountsError> {
         let username = username.trim().to_lowercase();
         let account = self.store.get_account(&username).await?;
         let (hash, address) = match &account {

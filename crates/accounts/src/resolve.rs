@@ -22,15 +22,25 @@ pub enum Resolution {
     NotLocal,
 }
 
-pub(crate) async fn resolve(store: &SharedStore, delimiter: Option<char>, address: &str) -> Result<Resolution, AccountsError> {
-    let Some((_, domain)) = address.rsplit_once('@') else { return Ok(Resolution::UnknownUser) };
+pub(crate) async fn resolve(
+    store: &SharedStore,
+    delimiter: Option<char>,
+    address: &str,
+) -> Result<Resolution, AccountsError> {
+    let Some((_, domain)) = address.rsplit_once('@') else {
+        return Ok(Resolution::UnknownUser);
+    };
     if store.get_domain(domain).await?.is_none() {
         return Ok(Resolution::NotLocal);
     }
     let mut owners = Vec::new();
     let mut path = HashSet::new();
     expand(store, delimiter, address, 0, &mut path, &mut owners).await?;
-    Ok(if owners.is_empty() { Resolution::UnknownUser } else { Resolution::Local(owners) })
+    Ok(if owners.is_empty() {
+        Resolution::UnknownUser
+    } else {
+        Resolution::Local(owners)
+    })
 }
 
 async fn expand(
@@ -47,10 +57,15 @@ async fn expand(
         }
     };
     if depth > MAX_DEPTH {
-        tracing::warn!(address, "alias expansion deeper than {MAX_DEPTH} levels; check for an alias loop");
+        tracing::warn!(
+            address,
+            "alias expansion deeper than {MAX_DEPTH} levels; check for an alias loop"
+        );
         return Ok(());
     }
-    let Some((local, domain)) = address.rsplit_once('@') else { return Ok(()) };
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return Ok(());
+    };
     // An alias that names an address already being expanded refers to that address's own
     // mailbox, not to the alias again.
     let revisit = !path.insert(address.to_string());
@@ -63,7 +78,11 @@ async fn expand(
                 if store.get_domain(target_domain).await?.is_some() {
                     Box::pin(expand(store, delimiter, &target, depth + 1, path, owners)).await?;
                 } else {
-                    tracing::warn!(alias = address, target, "alias target is not in a local domain; relaying comes with the outbound queue, skipped");
+                    tracing::warn!(
+                        alias = address,
+                        target,
+                        "alias target is not in a local domain; relaying comes with the outbound queue, skipped"
+                    );
                 }
             }
             return Ok(());
@@ -80,19 +99,34 @@ async fn expand(
     if revisit {
         return Ok(());
     }
-    if let Some(d) = delimiter {
-        if let Some((base, _tag)) = local.split_once(d) {
-            if !base.is_empty() {
-                let before = owners.len();
-                Box::pin(expand(store, delimiter, &format!("{base}@{domain}"), depth + 1, path, owners)).await?;
-                if owners.len() > before {
-                    return Ok(());
-                }
-            }
+    if let Some(d) = delimiter
+        && let Some((base, _tag)) = local.split_once(d)
+        && !base.is_empty()
+    {
+        let before = owners.len();
+        Box::pin(expand(
+            store,
+            delimiter,
+            &format!("{base}@{domain}"),
+            depth + 1,
+            path,
+            owners,
+        ))
+        .await?;
+        if owners.len() > before {
+            return Ok(());
         }
     }
     if let Some(catch_all) = store.get_domain(domain).await?.and_then(|d| d.catch_all) {
-        Box::pin(expand(store, delimiter, &catch_all.to_lowercase(), depth + 1, path, owners)).await?;
+        Box::pin(expand(
+            store,
+            delimiter,
+            &catch_all.to_lowercase(),
+            depth + 1,
+            path,
+            owners,
+        ))
+        .await?;
     }
     Ok(())
 }
@@ -131,8 +165,13 @@ mod tests {
     #[tokio::test]
     async fn postmaster_is_always_reachable() {
         let (_d, s) = setup().await;
-        assert_eq!(r(&s, "postmaster@x.test").await, local(&["postmaster@x.test"]));
-        s.add_alias("postmaster@x.test", "alice@x.test").await.unwrap();
+        assert_eq!(
+            r(&s, "postmaster@x.test").await,
+            local(&["postmaster@x.test"])
+        );
+        s.add_alias("postmaster@x.test", "alice@x.test")
+            .await
+            .unwrap();
         assert_eq!(r(&s, "postmaster@x.test").await, local(&["alice@x.test"]));
     }
 
@@ -141,10 +180,16 @@ mod tests {
         let (_d, s) = setup().await;
         s.add_alias("team@x.test", "alice@x.test").await.unwrap();
         s.add_alias("team@x.test", "bob@x.test").await.unwrap();
-        assert_eq!(r(&s, "team@x.test").await, local(&["alice@x.test", "bob@x.test"]));
+        assert_eq!(
+            r(&s, "team@x.test").await,
+            local(&["alice@x.test", "bob@x.test"])
+        );
         s.add_alias("alice@x.test", "alice@x.test").await.unwrap();
         s.add_alias("alice@x.test", "bob@x.test").await.unwrap();
-        assert_eq!(r(&s, "alice@x.test").await, local(&["alice@x.test", "bob@x.test"]));
+        assert_eq!(
+            r(&s, "alice@x.test").await,
+            local(&["alice@x.test", "bob@x.test"])
+        );
     }
 
     #[tokio::test]
@@ -173,10 +218,21 @@ mod tests {
     #[tokio::test]
     async fn unknown_users_and_wrong_passwords_both_fail_login() {
         let (_d, s) = setup().await;
-        s.set_password("alice@x.test", &crate::hash_password("pw").unwrap()).await.unwrap();
+        s.set_password("alice@x.test", &crate::hash_password("pw").unwrap())
+            .await
+            .unwrap();
         let dir = crate::Directory::new(s, Some('+')).unwrap();
-        assert_eq!(dir.authenticate("Alice@x.test", "pw").await.unwrap().as_deref(), Some("alice@x.test"));
-        assert_eq!(dir.authenticate("alice@x.test", "nope").await.unwrap(), None);
+        assert_eq!(
+            dir.authenticate("Alice@x.test", "pw")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("alice@x.test")
+        );
+        assert_eq!(
+            dir.authenticate("alice@x.test", "nope").await.unwrap(),
+            None
+        );
         assert_eq!(dir.authenticate("nobody@x.test", "pw").await.unwrap(), None);
     }
 }

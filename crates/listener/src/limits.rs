@@ -26,7 +26,11 @@ struct State {
 
 impl ConnectionLimits {
     pub fn new(max_total: usize, max_per_ip: usize) -> Arc<ConnectionLimits> {
-        Arc::new(ConnectionLimits { max_total, max_per_ip, state: Mutex::new(State::default()) })
+        Arc::new(ConnectionLimits {
+            max_total,
+            max_per_ip,
+            state: Mutex::new(State::default()),
+        })
     }
 
     /// Takes a slot for a connection from `ip`, released when the guard is dropped.
@@ -43,7 +47,10 @@ impl ConnectionLimits {
         }
         *n += 1;
         s.total += 1;
-        Ok(ConnectionGuard { limits: self.clone(), ip })
+        Ok(ConnectionGuard {
+            limits: self.clone(),
+            ip,
+        })
     }
 
     /// Connections open now.

@@ -13,10 +13,21 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "postrider", version, about = "Postrider mail server", propagate_version = true)]
+#[command(
+    name = "postrider",
+    version,
+    about = "Postrider mail server",
+    propagate_version = true
+)]
 struct Cli {
     /// Configuration file (TOML). Without it, the built-in defaults are used.
-    #[arg(long, short = 'c', global = true, env = "POSTRIDER_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "POSTRIDER_CONFIG",
+        value_name = "FILE"
+    )]
     config: Option<PathBuf>,
     /// Data directory; overrides server.data_dir from the config.
     #[arg(long, global = true, env = "POSTRIDER_DATA_DIR", value_name = "DIR")]
@@ -57,7 +68,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -65,7 +79,10 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async move {
-        let ctx = cli::Context { config_path: cli.config, data_dir: cli.data_dir };
+        let ctx = cli::Context {
+            config_path: cli.config,
+            data_dir: cli.data_dir,
+        };
         match cli.command {
             Command::Serve { log_json } => cli::serve::run(ctx, log_json).await,
             Command::CheckConfig => cli::config::check(ctx),

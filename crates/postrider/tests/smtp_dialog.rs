@@ -3,20 +3,22 @@
 use testkit::{Conn, TestServer, b64};
 
 fn server(extra: &str) -> TestServer {
-    let s = TestServer::start(std::path::Path::new(env!("CARGO_BIN_EXE_postrider")), extra).expect("start server");
+    let s = TestServer::start(std::path::Path::new(env!("CARGO_BIN_EXE_postrider")), extra)
+        .expect("start server");
     s.admin_ok(&["domain", "add", "example.test"]);
     s.add_account("alice@example.test", "alice-password");
     s.add_account("bob@example.test", "bob-password");
     s
 }
 
-
 fn plain_ir(user: &str, pw: &str) -> String {
     b64(&format!("\0{user}\0{pw}"))
 }
 
 fn message(subject: &str) -> String {
-    format!("From: Carol <carol@remote.test>\r\nTo: alice@example.test\r\nSubject: {subject}\r\nMessage-ID: <{subject}@remote.test>\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\n\r\nHello.\r\n")
+    format!(
+        "From: Carol <carol@remote.test>\r\nTo: alice@example.test\r\nSubject: {subject}\r\nMessage-ID: <{subject}@remote.test>\r\nDate: Sat, 28 Nov 2026 10:00:00 +0000\r\n\r\nHello.\r\n"
+    )
 }
 
 #[test]
@@ -24,10 +26,29 @@ fn greeting_and_ehlo_advertise_the_esmtp_extensions() {
     let s = server("");
     let mut c = s.connect(s.ports.mx);
     assert_eq!(c.greeting.as_ref().unwrap().code, 220);
-    assert!(c.greeting.as_ref().unwrap().text.starts_with("mx.test ESMTP"));
+    assert!(
+        c.greeting
+            .as_ref()
+            .unwrap()
+            .text
+            .starts_with("mx.test ESMTP")
+    );
     let r = c.expect("EHLO client.test", "250");
-    for kw in ["PIPELINING", "SIZE 52428800", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "STARTTLS", "CHUNKING", "DSN"] {
-        assert!(r.text.lines().any(|l| l == kw), "missing {kw} in {:?}", r.text);
+    for kw in [
+        "PIPELINING",
+        "SIZE 52428800",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+        "STARTTLS",
+        "CHUNKING",
+        "DSN",
+    ] {
+        assert!(
+            r.text.lines().any(|l| l == kw),
+            "missing {kw} in {:?}",
+            r.text
+        );
     }
     assert!(!r.text.contains("AUTH"), "mx does not offer AUTH");
     c.expect("HELO client.test", "250 mx.test");
@@ -39,20 +60,36 @@ fn a_message_for_a_local_account_is_queued_then_stored_with_trace_headers() {
     let s = server("");
     let mut c = s.connect(s.ports.mx);
     c.expect("EHLO client.test", "250");
-    let r = c.send_mail("carol@remote.test", &["alice@example.test"], &message("first"));
+    let r = c.send_mail(
+        "carol@remote.test",
+        &["alice@example.test"],
+        &message("first"),
+    );
     assert_eq!(r.code, 250);
     assert!(r.text.starts_with("2.0.0 Ok: queued as "), "{r:?}");
     let queue_id = r.text.rsplit(' ').next().unwrap().to_string();
     let ids = s.wait_for_mail("alice@example.test", 1);
     let stored = String::from_utf8(s.mailbox_show("alice@example.test", ids[0])).unwrap();
     let expected_tail = message("first");
-    assert!(stored.ends_with(&expected_tail), "the sent message is stored unchanged after the added headers:\n{stored}");
+    assert!(
+        stored.ends_with(&expected_tail),
+        "the sent message is stored unchanged after the added headers:\n{stored}"
+    );
     let added = &stored[..stored.len() - expected_tail.len()];
     assert!(added.starts_with("Return-Path: <carol@remote.test>\r\nDelivered-To: alice@example.test\r\nReceived: from client.test ([127.0.0.1])\r\n"), "{added}");
-    assert!(added.contains(&format!("by mx.test (Postrider) with ESMTP id {queue_id}")), "{added}");
+    assert!(
+        added.contains(&format!("by mx.test (Postrider) with ESMTP id {queue_id}")),
+        "{added}"
+    );
     assert!(added.contains("for <alice@example.test>;"), "{added}");
-    assert!(!added.contains("Message-ID:"), "MX mail keeps its own headers only");
-    assert!(s.log().contains(&format!("queue_id={queue_id}")), "the queue id is in the log");
+    assert!(
+        !added.contains("Message-ID:"),
+        "MX mail keeps its own headers only"
+    );
+    assert!(
+        s.log().contains(&format!("queue_id={queue_id}")),
+        "the queue id is in the log"
+    );
 }
 
 #[test]
@@ -136,8 +173,20 @@ fn aliases_and_catch_all_deliver_to_their_targets() {
     s.admin_ok(&["domain", "catch-all", "example.test", "bob@example.test"]);
     let mut c = s.connect(s.ports.mx);
     c.expect("EHLO client.test", "250");
-    assert_eq!(c.send_mail("a@remote.test", &["team@example.test"], &message("team")).code, 250);
-    assert_eq!(c.send_mail("a@remote.test", &["whoever@example.test"], &message("catchall")).code, 250);
+    assert_eq!(
+        c.send_mail("a@remote.test", &["team@example.test"], &message("team"))
+            .code,
+        250
+    );
+    assert_eq!(
+        c.send_mail(
+            "a@remote.test",
+            &["whoever@example.test"],
+            &message("catchall")
+        )
+        .code,
+        250
+    );
     s.wait_for_mail("alice@example.test", 1);
     s.wait_for_mail("bob@example.test", 2);
 }
@@ -171,16 +220,28 @@ fn a_message_over_the_size_limit_is_refused_after_data_and_the_session_goes_on()
     let s = server("[smtp]\nmax_message_size = \"10KiB\"\nspool_memory_limit = \"4KiB\"\n");
     let mut c = s.connect(s.ports.mx);
     c.expect("EHLO client.test", "250");
-    let big = format!("Subject: big\r\n\r\n{}", "0123456789012345678901234567890123456789\r\n".repeat(1000));
+    let big = format!(
+        "Subject: big\r\n\r\n{}",
+        "0123456789012345678901234567890123456789\r\n".repeat(1000)
+    );
     let r = c.send_mail("a@remote.test", &["alice@example.test"], &big);
     assert_eq!((r.code, r.text.starts_with("5.3.4")), (552, true), "{r:?}");
     // Between the memory and the size limit the body goes through a spool file.
-    let mid = format!("Subject: mid\r\n\r\n{}", "0123456789012345678901234567890123456789\r\n".repeat(150));
-    assert_eq!(c.send_mail("a@remote.test", &["alice@example.test"], &mid).code, 250);
+    let mid = format!(
+        "Subject: mid\r\n\r\n{}",
+        "0123456789012345678901234567890123456789\r\n".repeat(150)
+    );
+    assert_eq!(
+        c.send_mail("a@remote.test", &["alice@example.test"], &mid)
+            .code,
+        250
+    );
     let ids = s.wait_for_mail("alice@example.test", 1);
     let stored = s.mailbox_show("alice@example.test", ids[0]);
     assert!(stored.ends_with(mid.as_bytes()));
-    let spool: Vec<_> = std::fs::read_dir(s.data_dir().join("spool")).unwrap().collect();
+    let spool: Vec<_> = std::fs::read_dir(s.data_dir().join("spool"))
+        .unwrap()
+        .collect();
     assert!(spool.is_empty(), "no spool files are left behind");
 }
 
@@ -211,7 +272,13 @@ fn too_many_recipients_get_452_and_the_accepted_ones_still_get_the_message() {
 #[test]
 fn smuggling_line_ends_do_not_end_data_and_the_message_is_refused() {
     let s = server("");
-    for smuggle in [&b"\n.\n"[..], b"\n.\r\n", b"\r.\r\n", b"\r\n.\n", b"\r\n.\r"] {
+    for smuggle in [
+        &b"\n.\n"[..],
+        b"\n.\r\n",
+        b"\r.\r\n",
+        b"\r\n.\n",
+        b"\r\n.\r",
+    ] {
         let mut c = s.connect(s.ports.mx);
         c.expect("EHLO client.test", "250");
         c.expect("MAIL FROM:<a@remote.test>", "250");
@@ -227,8 +294,14 @@ fn smuggling_line_ends_do_not_end_data_and_the_message_is_refused() {
         c.expect("NOOP", "250");
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
-    assert!(s.admin_ok(&["mailbox", "list", "bob@example.test"]).contains("no messages"));
-    assert!(s.admin_ok(&["mailbox", "list", "alice@example.test"]).contains("no messages"));
+    assert!(
+        s.admin_ok(&["mailbox", "list", "bob@example.test"])
+            .contains("no messages")
+    );
+    assert!(
+        s.admin_ok(&["mailbox", "list", "alice@example.test"])
+            .contains("no messages")
+    );
 }
 
 #[test]
@@ -236,7 +309,11 @@ fn nul_bytes_and_over_long_text_lines_are_refused() {
     let s = server("");
     let mut c = s.connect(s.ports.mx);
     c.expect("EHLO client.test", "250");
-    let r = c.send_mail("a@remote.test", &["alice@example.test"], "Subject: nul\r\n\r\na\0b\r\n");
+    let r = c.send_mail(
+        "a@remote.test",
+        &["alice@example.test"],
+        "Subject: nul\r\n\r\na\0b\r\n",
+    );
     assert_eq!(r.code, 554);
     let long = format!("Subject: long\r\n\r\n{}\r\n", "x".repeat(1200));
     let r = c.send_mail("a@remote.test", &["alice@example.test"], &long);
@@ -261,11 +338,22 @@ fn bdat_chunks_make_one_message_and_bdat_works_with_pipelining() {
     let part1 = "Subject: chunked\r\n\r\nfirst part\r\n";
     let part2 = ".line starting with a dot\r\n";
     c.send_raw(format!("MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nBDAT {}\r\n{part1}BDAT {} LAST\r\n{part2}", part1.len(), part2.len()).as_bytes());
-    let replies: Vec<String> = (0..4).map(|_| { let r = c.reply(); format!("{} {}", r.code, r.text) }).collect();
-    assert!(replies[2].starts_with("250 2.0.0") && replies[3].contains("queued as"), "{replies:?}");
+    let replies: Vec<String> = (0..4)
+        .map(|_| {
+            let r = c.reply();
+            format!("{} {}", r.code, r.text)
+        })
+        .collect();
+    assert!(
+        replies[2].starts_with("250 2.0.0") && replies[3].contains("queued as"),
+        "{replies:?}"
+    );
     let ids = s.wait_for_mail("alice@example.test", 1);
     let stored = s.mailbox_show("alice@example.test", ids[0]);
-    assert!(stored.ends_with(format!("{part1}{part2}").as_bytes()), "BDAT content is stored as sent, without unstuffing");
+    assert!(
+        stored.ends_with(format!("{part1}{part2}").as_bytes()),
+        "BDAT content is stored as sent, without unstuffing"
+    );
 }
 
 #[test]
@@ -296,8 +384,14 @@ fn dsn_parameters_are_validated_and_kept_with_the_envelope() {
     let mut c = s.connect(s.ports.mx);
     c.expect("EHLO client.test", "250");
     c.expect("MAIL FROM:<a@remote.test> RET=HDRS ENVID=abc+2Bdef", "250");
-    c.expect("RCPT TO:<alice@example.test> NOTIFY=NEVER,SUCCESS", "501 5.5.4");
-    c.expect("RCPT TO:<alice@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;alice+40example.test", "250");
+    c.expect(
+        "RCPT TO:<alice@example.test> NOTIFY=NEVER,SUCCESS",
+        "501 5.5.4",
+    );
+    c.expect(
+        "RCPT TO:<alice@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;alice+40example.test",
+        "250",
+    );
     c.expect("RCPT TO:<alice@example.test> FOO=BAR", "555 5.5.4");
     c.expect("DATA", "354");
     c.send_raw(b"Subject: dsn\r\n\r\nx\r\n.\r\n");
@@ -306,7 +400,12 @@ fn dsn_parameters_are_validated_and_kept_with_the_envelope() {
     let id = r.text.rsplit(' ').next().unwrap().to_string();
     // Delivery is paused, so the message waits in the queue with its envelope.
     let shown = s.admin_ok(&["queue", "show", &id]);
-    for want in ["envid:     abc+def", "ret:       HDRS", "notify SUCCESS,FAILURE orcpt rfc822;alice@example.test", "[queued]"] {
+    for want in [
+        "envid:     abc+def",
+        "ret:       HDRS",
+        "notify SUCCESS,FAILURE orcpt rfc822;alice@example.test",
+        "[queued]",
+    ] {
         assert!(shown.contains(want), "missing {want:?} in:\n{shown}");
     }
     assert!(s.admin_ok(&["queue", "list"]).contains(&id));
@@ -326,7 +425,10 @@ fn utf8_addresses_need_the_smtputf8_parameter() {
     assert_eq!(c.reply().code, 250);
     let ids = s.wait_for_mail("alice@example.test", 1);
     let stored = String::from_utf8(s.mailbox_show("alice@example.test", ids[0])).unwrap();
-    assert!(stored.contains("with UTF8SMTP id") && stored.ends_with("Subject: Grüße\r\n\r\nÄpfel\r\n"), "{stored}");
+    assert!(
+        stored.contains("with UTF8SMTP id") && stored.ends_with("Subject: Grüße\r\n\r\nÄpfel\r\n"),
+        "{stored}"
+    );
 }
 
 #[test]
@@ -334,7 +436,10 @@ fn too_many_received_headers_is_a_loop_refused_with_554_5_4_6() {
     let s = server("[smtp]\nmax_received_headers = 5\n");
     let mut c = s.connect(s.ports.mx);
     c.expect("EHLO client.test", "250");
-    let looped = format!("{}Subject: loop\r\n\r\nx\r\n", "Received: from a by b; Sat, 28 Nov 2026 10:00:00 +0000\r\n".repeat(5));
+    let looped = format!(
+        "{}Subject: loop\r\n\r\nx\r\n",
+        "Received: from a by b; Sat, 28 Nov 2026 10:00:00 +0000\r\n".repeat(5)
+    );
     let r = c.send_mail("a@remote.test", &["alice@example.test"], &looped);
     assert_eq!((r.code, &r.text[..5]), (554, "5.4.6"));
 }
@@ -377,7 +482,10 @@ fn starttls_upgrades_and_discards_what_was_pipelined_after_it() {
     c.expect("EHLO client.test", "250");
     c.starttls();
     let r = c.expect("EHLO client.test", "250");
-    assert!(!r.text.contains("STARTTLS"), "STARTTLS is not offered twice");
+    assert!(
+        !r.text.contains("STARTTLS"),
+        "STARTTLS is not offered twice"
+    );
     c.expect("MAIL FROM:<a@remote.test>", "250");
     c.expect("RCPT TO:<alice@example.test>", "250");
     c.expect("DATA", "354");
@@ -385,7 +493,10 @@ fn starttls_upgrades_and_discards_what_was_pipelined_after_it() {
     assert_eq!(c.reply().code, 250);
     let ids = s.wait_for_mail("alice@example.test", 1);
     let stored = String::from_utf8(s.mailbox_show("alice@example.test", ids[0])).unwrap();
-    assert!(stored.contains("(using TLSv1.3 with cipher") && stored.contains("with ESMTPS id"), "{stored}");
+    assert!(
+        stored.contains("(using TLSv1.3 with cipher") && stored.contains("with ESMTPS id"),
+        "{stored}"
+    );
 }
 
 #[test]
@@ -407,24 +518,62 @@ fn submission_requires_tls_before_auth_and_auth_before_mail() {
     let r = c.expect("EHLO client.test", "250");
     assert!(!r.text.contains("AUTH"), "no AUTH before TLS");
     c.expect("MAIL FROM:<alice@example.test>", "530 5.7.0");
-    c.expect(&format!("AUTH PLAIN {}", plain_ir("alice@example.test", "alice-password")), "530 5.7.0");
+    c.expect(
+        &format!(
+            "AUTH PLAIN {}",
+            plain_ir("alice@example.test", "alice-password")
+        ),
+        "530 5.7.0",
+    );
     c.starttls();
     let r = c.expect("EHLO client.test", "250");
     assert!(r.text.lines().any(|l| l == "AUTH PLAIN LOGIN"), "{r:?}");
-    c.expect("MAIL FROM:<alice@example.test>", "530 5.7.0 Authentication required");
-    c.expect(&format!("AUTH PLAIN {}", plain_ir("alice@example.test", "wrong")), "535 5.7.8");
-    c.expect(&format!("AUTH PLAIN {}", plain_ir("nobody@example.test", "alice-password")), "535 5.7.8");
+    c.expect(
+        "MAIL FROM:<alice@example.test>",
+        "530 5.7.0 Authentication required",
+    );
+    c.expect(
+        &format!("AUTH PLAIN {}", plain_ir("alice@example.test", "wrong")),
+        "535 5.7.8",
+    );
+    c.expect(
+        &format!(
+            "AUTH PLAIN {}",
+            plain_ir("nobody@example.test", "alice-password")
+        ),
+        "535 5.7.8",
+    );
     c.expect("AUTH PLAIN !!!notbase64", "501 5.5.2");
     c.expect("AUTH CRAM-MD5", "504 5.5.4");
-    c.expect(&format!("AUTH PLAIN {}", plain_ir("alice@example.test", "alice-password")), "235 2.7.0");
+    c.expect(
+        &format!(
+            "AUTH PLAIN {}",
+            plain_ir("alice@example.test", "alice-password")
+        ),
+        "235 2.7.0",
+    );
     c.expect("AUTH PLAIN", "503 5.5.1");
-    let r = c.send_mail("alice@example.test", &["bob@example.test"], "Subject: submitted\r\n\r\nno id, no date\r\n");
+    let r = c.send_mail(
+        "alice@example.test",
+        &["bob@example.test"],
+        "Subject: submitted\r\n\r\nno id, no date\r\n",
+    );
     assert_eq!(r.code, 250);
     let ids = s.wait_for_mail("bob@example.test", 1);
     let stored = String::from_utf8(s.mailbox_show("bob@example.test", ids[0])).unwrap();
-    assert!(stored.contains("with ESMTPSA id") && stored.contains("(authenticated as alice@example.test)"), "{stored}");
-    assert!(stored.contains("\r\nMessage-ID: <") && stored.contains("@mx.test>\r\n"), "Message-ID added on submission: {stored}");
-    assert!(stored.contains("\r\nDate: "), "Date added on submission: {stored}");
+    assert!(
+        stored.contains("with ESMTPSA id")
+            && stored.contains("(authenticated as alice@example.test)"),
+        "{stored}"
+    );
+    assert!(
+        stored.contains("\r\nMessage-ID: <") && stored.contains("@mx.test>\r\n"),
+        "Message-ID added on submission: {stored}"
+    );
+    assert!(
+        stored.contains("\r\nDate: "),
+        "Date added on submission: {stored}"
+    );
 }
 
 #[test]
@@ -443,7 +592,10 @@ fn auth_login_and_plain_without_initial_response_and_cancel() {
     c.expect("EHLO client.test", "250");
     c.starttls();
     c.expect("EHLO client.test", "250");
-    c.expect(&format!("AUTH LOGIN {}", b64("bob@example.test")), "334 UGFzc3dvcmQ6");
+    c.expect(
+        &format!("AUTH LOGIN {}", b64("bob@example.test")),
+        "334 UGFzc3dvcmQ6",
+    );
     c.expect(&b64("bob-password"), "235 2.7.0");
 }
 
@@ -453,10 +605,27 @@ fn submissions_is_tls_from_the_first_byte_and_requires_auth() {
     let mut c = Conn::implicit_tls(s.ports.submissions, s.certificate());
     assert_eq!(c.greeting.as_ref().unwrap().code, 220);
     let r = c.expect("EHLO client.test", "250");
-    assert!(r.text.contains("AUTH PLAIN LOGIN") && !r.text.contains("STARTTLS"), "{r:?}");
+    assert!(
+        r.text.contains("AUTH PLAIN LOGIN") && !r.text.contains("STARTTLS"),
+        "{r:?}"
+    );
     c.expect("MAIL FROM:<bob@example.test>", "530 5.7.0");
-    c.expect(&format!("AUTH PLAIN {}", plain_ir("bob@example.test", "bob-password")), "235");
-    assert_eq!(c.send_mail("bob@example.test", &["alice@example.test"], &message("smtps")).code, 250);
+    c.expect(
+        &format!(
+            "AUTH PLAIN {}",
+            plain_ir("bob@example.test", "bob-password")
+        ),
+        "235",
+    );
+    assert_eq!(
+        c.send_mail(
+            "bob@example.test",
+            &["alice@example.test"],
+            &message("smtps")
+        )
+        .code,
+        250
+    );
     s.wait_for_mail("alice@example.test", 1);
 }
 
@@ -467,5 +636,11 @@ fn mx_refuses_auth() {
     c.expect("EHLO client.test", "250");
     c.starttls();
     c.expect("EHLO client.test", "250");
-    c.expect(&format!("AUTH PLAIN {}", plain_ir("alice@example.test", "alice-password")), "502 5.5.1");
+    c.expect(
+        &format!(
+            "AUTH PLAIN {}",
+            plain_ir("alice@example.test", "alice-password")
+        ),
+        "502 5.5.1",
+    );
 }

@@ -27,12 +27,19 @@ pub struct LocalDelivery {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl LocalDelivery {
     pub fn new(store: SharedStore, wake: Arc<Notify>, settings: DeliverySettings) -> LocalDelivery {
-        LocalDelivery { store, wake, settings }
+        LocalDelivery {
+            store,
+            wake,
+            settings,
+        }
     }
 
     /// Runs until `shutdown` turns true. Everything not yet delivered stays in the queue and is
@@ -68,7 +75,8 @@ impl LocalDelivery {
 
     fn backoff(&self, attempt: u32) -> Duration {
         let base = self.settings.retry_initial.min(Duration::from_secs(5));
-        base.saturating_mul(1u32 << attempt.min(10)).min(self.settings.retry_max)
+        base.saturating_mul(1u32 << attempt.min(10))
+            .min(self.settings.retry_max)
     }
 
     /// Delivers one batch; returns how many messages it handled.
@@ -85,7 +93,10 @@ impl LocalDelivery {
                 reports.push(DeliveryReport {
                     queue_id: msg.id.clone(),
                     idx: r.idx,
-                    outcome: Outcome::Delivered { owner: owner.clone(), prefix: prefix.into_bytes() },
+                    outcome: Outcome::Delivered {
+                        owner: owner.clone(),
+                        prefix: prefix.into_bytes(),
+                    },
                 });
             }
         }
@@ -93,7 +104,9 @@ impl LocalDelivery {
             let delivered: Vec<(String, u32, String)> = reports
                 .iter()
                 .filter_map(|r| match &r.outcome {
-                    Outcome::Delivered { owner, .. } => Some((r.queue_id.clone(), r.idx, owner.clone())),
+                    Outcome::Delivered { owner, .. } => {
+                        Some((r.queue_id.clone(), r.idx, owner.clone()))
+                    }
                     _ => None,
                 })
                 .collect();

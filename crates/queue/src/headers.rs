@@ -20,7 +20,9 @@ pub(crate) fn scan(head: &[u8]) -> HeaderFacts {
         if line[0] == b' ' || line[0] == b'\t' {
             continue;
         }
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
         let name = line[..colon].trim_ascii_end();
         if name.eq_ignore_ascii_case(b"received") {
             facts.received += 1;
@@ -40,7 +42,14 @@ mod tests {
     #[test]
     fn scan_counts_received_and_finds_ids_only_in_the_header_section() {
         let msg = b"Received: a\r\n\tfolded Received: b\r\nRECEIVED : c\r\nMessage-ID: <x@y>\r\n\r\nDate: not a header\r\nReceived: body\r\n";
-        assert_eq!(scan(msg), HeaderFacts { received: 2, has_message_id: true, has_date: false });
+        assert_eq!(
+            scan(msg),
+            HeaderFacts {
+                received: 2,
+                has_message_id: true,
+                has_date: false
+            }
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ use crate::headers;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
-use store::{Destination, Envelope, NewBody, NewMessage, NewRecipient, RecipientDsn, SharedStore, StoreError};
+use store::{
+    Destination, Envelope, NewBody, NewMessage, NewRecipient, RecipientDsn, SharedStore, StoreError,
+};
 use tokio::sync::Notify;
 
 /// Where a message came from, for the Received header and the envelope.
@@ -74,8 +76,18 @@ pub struct Intake {
 
 impl Intake {
     /// `wake` is notified after each accepted message so the delivery worker starts at once.
-    pub fn new(store: SharedStore, hostname: &str, max_received: usize, wake: Arc<Notify>) -> Intake {
-        Intake { store, hostname: hostname.into(), max_received, wake }
+    pub fn new(
+        store: SharedStore,
+        hostname: &str,
+        max_received: usize,
+        wake: Arc<Notify>,
+    ) -> Intake {
+        Intake {
+            store,
+            hostname: hostname.into(),
+            max_received,
+            wake,
+        }
     }
 
     /// Writes the message durably and returns its queue id.
@@ -93,7 +105,9 @@ impl Intake {
         let mut prefix = self.received_header(&id, &sub, &date).into_bytes();
         if sub.origin.submission && !facts.has_message_id {
             let nonce: u32 = rand::random();
-            prefix.extend_from_slice(format!("Message-ID: <{id}.{nonce:08x}@{}>\r\n", self.hostname).as_bytes());
+            prefix.extend_from_slice(
+                format!("Message-ID: <{id}.{nonce:08x}@{}>\r\n", self.hostname).as_bytes(),
+            );
         }
         if sub.origin.submission && !facts.has_date {
             prefix.extend_from_slice(format!("Date: {date}\r\n").as_bytes());
@@ -116,7 +130,10 @@ impl Intake {
             envid: sub.envid,
             body_type: sub.body_type,
             smtputf8: sub.smtputf8,
-            received_at: now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0),
+            received_at: now
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
             client_ip: sub.origin.client_ip.to_string(),
             helo: sub.origin.helo.clone(),
             listener: sub.origin.listener.clone(),
@@ -125,7 +142,13 @@ impl Intake {
         };
         let sender = envelope.sender.clone();
         self.store
-            .enqueue(NewMessage { id: id.clone(), envelope, prefix, body: sub.body, recipients })
+            .enqueue(NewMessage {
+                id: id.clone(),
+                envelope,
+                prefix,
+                body: sub.body,
+                recipients,
+            })
             .await?;
         tracing::info!(
             queue_id = %id,
@@ -160,20 +183,31 @@ impl Intake {
             with.push('A');
         }
         // The HELO name is client input: keep it to printable non-space ASCII.
-        let helo: String = o.helo.chars().filter(|c| c.is_ascii_graphic()).take(255).collect();
-        let mut h = format!("Received: from {} ({ip})\r\n", if helo.is_empty() { "unknown" } else { &helo });
+        let helo: String = o
+            .helo
+            .chars()
+            .filter(|c| c.is_ascii_graphic())
+            .take(255)
+            .collect();
+        let mut h = format!(
+            "Received: from {} ({ip})\r\n",
+            if helo.is_empty() { "unknown" } else { &helo }
+        );
         if let Some(tls) = &o.tls {
             h.push_str(&format!("\t(using {tls})\r\n"));
         }
         if let Some(user) = &o.auth {
             h.push_str(&format!("\t(authenticated as {user})\r\n"));
         }
-        h.push_str(&format!("\tby {} (Postrider) with {with} id {id}", self.hostname));
+        h.push_str(&format!(
+            "\tby {} (Postrider) with {with} id {id}",
+            self.hostname
+        ));
         // Name the recipient only when there is one, so a Bcc is not revealed to others.
-        if let [only] = sub.recipients.as_slice() {
-            if only.address.is_ascii() || sub.smtputf8 {
-                h.push_str(&format!("\r\n\tfor <{}>", only.address));
-            }
+        if let [only] = sub.recipients.as_slice()
+            && (only.address.is_ascii() || sub.smtputf8)
+        {
+            h.push_str(&format!("\r\n\tfor <{}>", only.address));
         }
         h.push_str(&format!(";\r\n\t{date}\r\n"));
         h

@@ -148,7 +148,9 @@ impl ConfigError {
                 out.push_str(&format!("\n  - {}: {}", p.key, p.message));
             }
         }
-        out.push_str("\n(`postrider config defaults` prints every key with its default and meaning)");
+        out.push_str(
+            "\n(`postrider config defaults` prints every key with its default and meaning)",
+        );
         out
     }
 }
@@ -157,9 +159,8 @@ impl Config {
     /// The built-in defaults.
     pub fn defaults() -> Config {
         // The defaults file is part of the binary and covered by a test; it always parses.
-        Config::from_toml_str(DEFAULTS_TOML, "defaults").unwrap_or_else(|e| {
-            unreachable!("built-in defaults.toml is invalid: {e}")
-        })
+        Config::from_toml_str(DEFAULTS_TOML, "defaults")
+            .unwrap_or_else(|e| unreachable!("built-in defaults.toml is invalid: {e}"))
     }
 
     /// Reads and checks a config file.
@@ -177,9 +178,15 @@ impl Config {
 
     /// Parses a config from TOML text; `source_name` names it in errors.
     pub fn from_toml_str(text: &str, source_name: &str) -> Result<Config, ConfigError> {
-        let fail = |problems| ConfigError { source_name: source_name.to_string(), problems };
+        let fail = |problems| ConfigError {
+            source_name: source_name.to_string(),
+            problems,
+        };
         let user: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            fail(vec![Problem { key: String::new(), message: format!("not valid TOML: {e}") }])
+            fail(vec![Problem {
+                key: String::new(),
+                message: format!("not valid TOML: {e}"),
+            }])
         })?;
         let (raw, mut problems) = raw::merge_over_defaults(user);
         let config = raw.and_then(|r| r.into_config());
@@ -201,14 +208,22 @@ mod tests {
     fn problems(text: &str) -> Vec<String> {
         match Config::from_toml_str(text, "test.toml") {
             Ok(_) => vec![],
-            Err(e) => e.problems.iter().map(|p| format!("{}: {}", p.key, p.message)).collect(),
+            Err(e) => e
+                .problems
+                .iter()
+                .map(|p| format!("{}: {}", p.key, p.message))
+                .collect(),
         }
     }
 
     #[test]
     fn built_in_defaults_parse_and_have_the_four_documented_listeners() {
         let c = Config::defaults();
-        let ports: Vec<(u16, Role)> = c.listeners.iter().map(|l| (l.address.port(), l.role)).collect();
+        let ports: Vec<(u16, Role)> = c
+            .listeners
+            .iter()
+            .map(|l| (l.address.port(), l.role))
+            .collect();
         assert_eq!(
             ports,
             vec![
@@ -250,8 +265,15 @@ mod tests {
     #[test]
     fn unknown_keys_are_reported_with_their_path() {
         let p = problems("[smtp]\nmax_recipient = 7\n[nope]\nx = 1\n");
-        assert!(p.iter().any(|m| m.starts_with("smtp.max_recipient: unknown key")), "{p:?}");
-        assert!(p.iter().any(|m| m.starts_with("nope: unknown key")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("smtp.max_recipient: unknown key")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.starts_with("nope: unknown key")),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -260,23 +282,44 @@ mod tests {
             "[smtp]\nmax_message_size = \"lots\"\ncommand_timeout = \"5 fortnights\"\n\
              [[listener]]\nname = \"a\"\naddress = \"localhost\"\nrole = \"relay\"\n",
         );
-        assert!(p.iter().any(|m| m.starts_with("smtp.max_message_size:")), "{p:?}");
-        assert!(p.iter().any(|m| m.starts_with("smtp.command_timeout:")), "{p:?}");
-        assert!(p.iter().any(|m| m.starts_with("listener[0].address:")), "{p:?}");
-        assert!(p.iter().any(|m| m.starts_with("listener[0].role:")), "{p:?}");
+        assert!(
+            p.iter().any(|m| m.starts_with("smtp.max_message_size:")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.starts_with("smtp.command_timeout:")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.starts_with("listener[0].address:")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.starts_with("listener[0].role:")),
+            "{p:?}"
+        );
     }
 
     #[test]
     fn type_errors_and_value_errors_are_reported_together() {
         let p = problems("[smtp]\nmax_recipients = \"many\"\nmax_message_size = \"lots\"\n");
-        assert!(p.iter().any(|m| m.starts_with("smtp.max_recipients:")), "{p:?}");
-        assert!(p.iter().any(|m| m.starts_with("smtp.max_message_size:")), "{p:?}");
+        assert!(
+            p.iter().any(|m| m.starts_with("smtp.max_recipients:")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.starts_with("smtp.max_message_size:")),
+            "{p:?}"
+        );
     }
 
     #[test]
     fn a_wrong_type_names_its_key() {
         let p = problems("[smtp]\nmax_recipients = \"many\"\n");
-        assert!(p.iter().any(|m| m.starts_with("smtp.max_recipients:")), "{p:?}");
+        assert!(
+            p.iter().any(|m| m.starts_with("smtp.max_recipients:")),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -291,6 +334,9 @@ mod tests {
             "[[listener]]\nname = \"a\"\naddress = \"127.0.0.1:25\"\nrole = \"mx\"\n\
              [[listener]]\nname = \"b\"\naddress = \"127.0.0.1:25\"\nrole = \"mx\"\n",
         );
-        assert!(p.iter().any(|m| m.starts_with("listener[1].address:")), "{p:?}");
+        assert!(
+            p.iter().any(|m| m.starts_with("listener[1].address:")),
+            "{p:?}"
+        );
     }
 }

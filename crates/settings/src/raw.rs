@@ -6,7 +6,7 @@
 
 use crate::units::{parse_duration, parse_size};
 use crate::{
-    Config, Delivery, Listener, Log, LogFormat, Problem, Role, Server, Smtp, Tls, DEFAULTS_TOML,
+    Config, DEFAULTS_TOML, Delivery, Listener, Log, LogFormat, Problem, Role, Server, Smtp, Tls,
 };
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -82,7 +82,9 @@ struct RawListener {
 
 fn defaults_table() -> Table {
     // The defaults are compiled in and covered by tests.
-    DEFAULTS_TOML.parse().unwrap_or_else(|e| unreachable!("defaults.toml: {e}"))
+    DEFAULTS_TOML
+        .parse()
+        .unwrap_or_else(|e| unreachable!("defaults.toml: {e}"))
 }
 
 /// Merges `user` over the defaults and deserializes the result. Keys with unknown names or
@@ -93,13 +95,20 @@ pub(crate) fn merge_over_defaults(user: Table) -> (Result<RawConfig, Vec<Problem
     let mut problems = Vec::new();
     merge_table(&mut merged, user, "", &mut problems);
     let raw = serde_path_to_error::deserialize(Value::Table(merged)).map_err(|e| {
-        vec![Problem { key: e.path().to_string(), message: e.inner().to_string() }]
+        vec![Problem {
+            key: e.path().to_string(),
+            message: e.inner().to_string(),
+        }]
     });
     (raw, problems)
 }
 
 fn join(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") }
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -185,7 +194,10 @@ fn check_entry(template: &Table, entry: &Table, path: &str, problems: &mut Vec<P
     }
     for key in template.keys() {
         if !entry.contains_key(key) {
-            problems.push(Problem { key: join(path, key), message: "missing; this key is required".into() });
+            problems.push(Problem {
+                key: join(path, key),
+                message: "missing; this key is required".into(),
+            });
         }
     }
 }
@@ -197,14 +209,20 @@ struct Checker {
 impl Checker {
     fn size(&mut self, key: &str, v: &str) -> u64 {
         parse_size(v).unwrap_or_else(|e| {
-            self.problems.push(Problem { key: key.into(), message: e });
+            self.problems.push(Problem {
+                key: key.into(),
+                message: e,
+            });
             0
         })
     }
 
     fn duration(&mut self, key: &str, v: &str) -> std::time::Duration {
         parse_duration(v).unwrap_or_else(|e| {
-            self.problems.push(Problem { key: key.into(), message: e });
+            self.problems.push(Problem {
+                key: key.into(),
+                message: e,
+            });
             std::time::Duration::ZERO
         })
     }
@@ -222,7 +240,9 @@ impl Checker {
 
 impl RawConfig {
     pub(crate) fn into_config(self) -> Result<Config, Vec<Problem>> {
-        let mut c = Checker { problems: Vec::new() };
+        let mut c = Checker {
+            problems: Vec::new(),
+        };
         let s = &self.smtp;
         let smtp = Smtp {
             max_message_size: c.size("smtp.max_message_size", &s.max_message_size),
@@ -234,8 +254,11 @@ impl RawConfig {
             max_received_headers: c.count("smtp.max_received_headers", s.max_received_headers, 1)
                 as usize,
             max_connections: c.count("smtp.max_connections", s.max_connections, 1) as usize,
-            max_connections_per_ip: c.count("smtp.max_connections_per_ip", s.max_connections_per_ip, 1)
-                as usize,
+            max_connections_per_ip: c.count(
+                "smtp.max_connections_per_ip",
+                s.max_connections_per_ip,
+                1,
+            ) as usize,
             command_timeout: c.duration("smtp.command_timeout", &s.command_timeout),
             data_timeout: c.duration("smtp.data_timeout", &s.data_timeout),
             spool_memory_limit: c.size("smtp.spool_memory_limit", &s.spool_memory_limit),
@@ -282,11 +305,16 @@ impl RawConfig {
         if !hostname.is_empty() && !valid_hostname(&hostname) {
             c.problems.push(Problem {
                 key: "server.hostname".into(),
-                message: format!("\"{hostname}\" is not a valid host name (letters, digits, '-', '.')"),
+                message: format!(
+                    "\"{hostname}\" is not a valid host name (letters, digits, '-', '.')"
+                ),
             });
         }
         if self.server.data_dir.trim().is_empty() {
-            c.problems.push(Problem { key: "server.data_dir".into(), message: "must not be empty".into() });
+            c.problems.push(Problem {
+                key: "server.data_dir".into(),
+                message: "must not be empty".into(),
+            });
         }
         let tls = match (self.tls.certificate.trim(), self.tls.private_key.trim()) {
             ("", "") => Tls { files: None },
@@ -314,7 +342,9 @@ impl RawConfig {
                         });
                     }
                 }
-                Tls { files: Some((PathBuf::from(cert), PathBuf::from(key))) }
+                Tls {
+                    files: Some((PathBuf::from(cert), PathBuf::from(key))),
+                }
             }
         };
         let listeners = check_listeners(&self.listener, &mut c.problems);
@@ -327,7 +357,10 @@ impl RawConfig {
                 data_dir: PathBuf::from(self.server.data_dir),
                 recipient_delimiter: delimiter,
             },
-            log: Log { format, level: self.log.level },
+            log: Log {
+                format,
+                level: self.log.level,
+            },
             tls,
             smtp,
             delivery,
@@ -343,7 +376,8 @@ fn check_listeners(raw: &[RawListener], problems: &mut Vec<Problem>) -> Vec<List
     if raw.is_empty() {
         problems.push(Problem {
             key: "listener".into(),
-            message: "no listeners; add at least one [[listener]] with name, address and role".into(),
+            message: "no listeners; add at least one [[listener]] with name, address and role"
+                .into(),
         });
     }
     for (i, l) in raw.iter().enumerate() {
@@ -351,7 +385,10 @@ fn check_listeners(raw: &[RawListener], problems: &mut Vec<Problem>) -> Vec<List
         if l.name.trim().is_empty() || !names.insert(l.name.clone()) {
             problems.push(Problem {
                 key: key("name"),
-                message: format!("\"{}\" is empty or used by another listener; names must be unique", l.name),
+                message: format!(
+                    "\"{}\" is empty or used by another listener; names must be unique",
+                    l.name
+                ),
             });
         }
         let address = match l.address.parse::<SocketAddr>() {
@@ -382,13 +419,19 @@ fn check_listeners(raw: &[RawListener], problems: &mut Vec<Problem>) -> Vec<List
             other => {
                 problems.push(Problem {
                     key: key("role"),
-                    message: format!("\"{other}\" is not a role; use \"mx\", \"submission\" or \"submissions\""),
+                    message: format!(
+                        "\"{other}\" is not a role; use \"mx\", \"submission\" or \"submissions\""
+                    ),
                 });
                 None
             }
         };
         if let (Some(address), Some(role)) = (address, role) {
-            out.push(Listener { name: l.name.clone(), address, role });
+            out.push(Listener {
+                name: l.name.clone(),
+                address,
+                role,
+            });
         }
     }
     out
@@ -399,7 +442,9 @@ fn valid_hostname(h: &str) -> bool {
         && h.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })

@@ -9,7 +9,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num.parse().map_err(|_| {
-        format!("\"{text}\" is not a size; write a number with a unit, e.g. \"50MiB\" or \"512KiB\"")
+        format!(
+            "\"{text}\" is not a size; write a number with a unit, e.g. \"50MiB\" or \"512KiB\""
+        )
     })?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
@@ -25,13 +27,14 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
             ));
         }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("\"{text}\" is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("\"{text}\" is too large"))
 }
 
 /// Formats a size with the largest binary unit that divides it.
 pub fn format_size(n: u64) -> String {
     for (unit, m) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if n >= m && n % m == 0 {
+        if n >= m && n.is_multiple_of(m) {
             return format!("{}{unit}", n / m);
         }
     }
@@ -44,7 +47,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: u64 = num.parse().map_err(|_| {
-        format!("\"{text}\" is not a duration; write a number with a unit, e.g. \"30s\", \"5m\", \"2h\"")
+        format!(
+            "\"{text}\" is not a duration; write a number with a unit, e.g. \"30s\", \"5m\", \"2h\""
+        )
     })?;
     let secs = match unit.trim() {
         "ms" => return Ok(Duration::from_millis(n)),
@@ -52,9 +57,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "m" => 60,
         "h" => 3600,
         "d" => 86400,
-        other => return Err(format!("\"{other}\" is not a duration unit; use ms, s, m, h or d")),
+        other => {
+            return Err(format!(
+                "\"{other}\" is not a duration unit; use ms, s, m, h or d"
+            ));
+        }
     };
-    n.checked_mul(secs).map(Duration::from_secs).ok_or_else(|| format!("\"{text}\" is too large"))
+    n.checked_mul(secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("\"{text}\" is too large"))
 }
 
 #[cfg(test)]
@@ -63,7 +74,12 @@ mod tests {
 
     #[test]
     fn sizes_parse_with_binary_and_decimal_units() {
-        for (t, n) in [("50MiB", 50u64 << 20), ("1000", 1000), ("10 KB", 10_000), ("2GiB", 2 << 30)] {
+        for (t, n) in [
+            ("50MiB", 50u64 << 20),
+            ("1000", 1000),
+            ("10 KB", 10_000),
+            ("2GiB", 2 << 30),
+        ] {
             assert_eq!(parse_size(t), Ok(n), "{t}");
         }
         assert!(parse_size("lots").is_err());

@@ -63,7 +63,7 @@ pub enum CommandError {
     /// The verb is known, its arguments are malformed; the text says what was expected,
     /// e.g. "Syntax: MAIL FROM:<address>" (501 5.5.4).
     Syntax(&'static str),
-    /// The path did not parse as an address (501 5.1.3 for MAIL, 501 5.1.3 for RCPT).
+    /// The path did not parse as an address (501 5.1.7 for MAIL, 501 5.1.3 for RCPT).
     BadAddress(crate::address::AddressError),
     /// An ESMTP parameter we do not support (555 5.5.4).
     UnknownParameter(String),

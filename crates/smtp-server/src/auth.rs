@@ -52,7 +52,9 @@ impl Session {
             return self.reply(reply::bad_sequence("Already authenticated"));
         }
         if self.tx.is_some() {
-            return self.reply(reply::bad_sequence("AUTH not permitted during a mail transaction"));
+            return self.reply(reply::bad_sequence(
+                "AUTH not permitted during a mail transaction",
+            ));
         }
         match (mechanism, initial) {
             ("PLAIN", None) => self.challenge(AuthExchange::Plain, ""),
@@ -110,10 +112,14 @@ impl Session {
             Decoded::Malformed => return self.reply(reply::AUTH_MALFORMED),
         };
         let parts: Vec<&[u8]> = bytes.split(|&b| b == 0).collect();
-        let [authz, user, pw] = parts.as_slice() else { return self.reply(reply::AUTH_MALFORMED) };
-        let (Ok(authz), Ok(user), Ok(pw)) =
-            (std::str::from_utf8(authz), std::str::from_utf8(user), std::str::from_utf8(pw))
-        else {
+        let [authz, user, pw] = parts.as_slice() else {
+            return self.reply(reply::AUTH_MALFORMED);
+        };
+        let (Ok(authz), Ok(user), Ok(pw)) = (
+            std::str::from_utf8(authz),
+            std::str::from_utf8(user),
+            std::str::from_utf8(pw),
+        ) else {
             return self.reply(reply::AUTH_MALFORMED);
         };
         if !authz.is_empty() && !authz.eq_ignore_ascii_case(user) {

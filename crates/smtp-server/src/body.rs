@@ -41,7 +41,12 @@ impl BodySink {
 
     /// Octets received so far.
     pub fn size(&self) -> u64 {
-        self.size + if self.file.is_some() { 0 } else { self.buf.len() as u64 }
+        self.size
+            + if self.file.is_some() {
+                0
+            } else {
+                self.buf.len() as u64
+            }
     }
 
     /// Call after appending to `buf`: enforces the size limit and spills to disk.
@@ -57,24 +62,29 @@ impl BodySink {
             self.discard_file();
             return;
         }
-        if self.file.is_none() && self.buf.len() as u64 > self.memory_limit {
-            if let Err(e) = self.spill() {
-                self.io_error = Some(e);
-                self.buf = Vec::new();
-                return;
-            }
+        if self.file.is_none()
+            && self.buf.len() as u64 > self.memory_limit
+            && let Err(e) = self.spill()
+        {
+            self.io_error = Some(e);
+            self.buf = Vec::new();
+            return;
         }
-        if self.file.is_some() && self.buf.len() >= FILE_CHUNK {
-            if let Err(e) = self.flush_buf() {
-                self.io_error = Some(e);
-            }
+        if self.file.is_some()
+            && self.buf.len() >= FILE_CHUNK
+            && let Err(e) = self.flush_buf()
+        {
+            self.io_error = Some(e);
         }
     }
 
     fn spill(&mut self) -> std::io::Result<()> {
         let name = format!("{:016x}.part", rand_u64());
         let path = self.spool_dir.join(name);
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         self.head = self.buf[..self.buf.len().min(HEAD_KEEP)].to_vec();
         self.file = Some((std::io::BufWriter::with_capacity(FILE_CHUNK, file), path));
         self.flush_buf()
@@ -103,10 +113,18 @@ impl BodySink {
         }
         if self.file.is_some() {
             self.flush_buf()?;
-            let Some((w, path)) = self.file.take() else { unreachable!("checked above") };
+            let Some((w, path)) = self.file.take() else {
+                unreachable!("checked above")
+            };
             w.into_inner().map_err(|e| e.into_error())?;
             let head = std::mem::take(&mut self.head);
-            return Ok((head, NewBody::File { path, size: self.size }));
+            return Ok((
+                head,
+                NewBody::File {
+                    path,
+                    size: self.size,
+                },
+            ));
         }
         let buf = std::mem::take(&mut self.buf);
         let end = header_end(&buf).unwrap_or(buf.len().min(HEAD_KEEP));
@@ -123,14 +141,22 @@ impl Drop for BodySink {
 /// The end of the header section: just after the first empty line, if any.
 fn header_end(buf: &[u8]) -> Option<usize> {
     let window = &buf[..buf.len().min(HEAD_KEEP)];
-    window.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+    window
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
 }
 
 fn rand_u64() -> u64 {
     use std::collections::hash_map::RandomState;
     use std::hash::{BuildHasher, Hasher};
     let mut h = RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
     h.finish()
 }
 
@@ -159,7 +185,9 @@ mod tests {
         }
         let (head, body) = s.finish().unwrap();
         assert_eq!(&head[..12], b"0123456789\r\n");
-        let NewBody::File { path, size } = body else { panic!("expected a file") };
+        let NewBody::File { path, size } = body else {
+            panic!("expected a file")
+        };
         assert_eq!(size, 600);
         assert_eq!(std::fs::read(&path).unwrap().len(), 600);
     }

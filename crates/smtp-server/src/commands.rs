@@ -7,8 +7,8 @@ use crate::session::{Mode, Next, Session, Transaction};
 use accounts::Resolution;
 use queue::{AcceptedRecipient, IntakeError, Origin, Submission};
 use smtp_codec::{
-    BdatDecoder, BodyFlaws, Capabilities, Command, DataDecoder, ForwardPath, MailParams, RcptParams,
-    ReversePath, reply,
+    BdatDecoder, BodyFlaws, Capabilities, Command, DataDecoder, ForwardPath, MailParams,
+    RcptParams, ReversePath, reply,
 };
 use smtp_codec::{Body, Ret};
 use store::RecipientDsn;
@@ -27,7 +27,10 @@ impl Session {
             Command::Ehlo { domain } => self.hello(domain, true),
             Command::Helo { domain } => self.hello(domain, false),
             Command::StartTls => self.starttls(),
-            Command::Auth { mechanism, initial_response } => self.auth_start(&mechanism, initial_response).await,
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth_start(&mechanism, initial_response).await,
             Command::Mail { from, params } => self.mail(from, params),
             Command::Rcpt { to, params } => self.rcpt(to, params).await,
             Command::Data => self.data(),
@@ -102,26 +105,40 @@ impl Session {
         }
         if self.cfg.role.requires_auth() && self.auth.is_none() {
             // RFC 6409 §4.3 / RFC 4954 §6: submission requires authentication first.
-            return self.reply(if self.tls.is_none() { reply::STARTTLS_REQUIRED } else { reply::AUTH_REQUIRED });
+            return self.reply(if self.tls.is_none() {
+                reply::STARTTLS_REQUIRED
+            } else {
+                reply::AUTH_REQUIRED
+            });
         }
         if params.size.is_some_and(|s| s > self.cfg.max_message_size) {
             return self.reply(reply::MESSAGE_TOO_BIG);
         }
         if params.body == Some(Body::BinaryMime) {
             // BINARYMIME (RFC 3030 §3) is not advertised.
-            return self.reply(reply::PARAMETER_UNSUPPORTED.with_text("BODY=BINARYMIME is not supported"));
+            return self
+                .reply(reply::PARAMETER_UNSUPPORTED.with_text("BODY=BINARYMIME is not supported"));
         }
-        if let ReversePath::Address(a) = &from {
-            if !a.is_ascii() && !params.smtputf8 {
-                return self.reply(reply::UTF8_ADDRESS_NEEDS_SMTPUTF8);
-            }
+        if let ReversePath::Address(a) = &from
+            && !a.is_ascii()
+            && !params.smtputf8
+        {
+            return self.reply(reply::UTF8_ADDRESS_NEEDS_SMTPUTF8);
         }
-        self.tx = Some(Transaction { sender: from, params, recipients: Vec::new(), bdat: None, bdat_failed: false });
+        self.tx = Some(Transaction {
+            sender: from,
+            params,
+            recipients: Vec::new(),
+            bdat: None,
+            bdat_failed: false,
+        });
         self.reply(reply::SENDER_OK)
     }
 
     async fn rcpt(&mut self, to: ForwardPath, params: RcptParams) -> Next {
-        let Some(tx) = &self.tx else { return self.reply(reply::bad_sequence("Send MAIL first")) };
+        let Some(tx) = &self.tx else {
+            return self.reply(reply::bad_sequence("Send MAIL first"));
+        };
         if tx.recipients.len() >= self.cfg.max_recipients {
             return self.reply(reply::TOO_MANY_RECIPIENTS);
         }
@@ -178,10 +195,16 @@ impl Session {
                     v
                 })
                 .unwrap_or_default(),
-            orcpt: params.orcpt.map(|o| format!("{};{}", o.addr_type, o.address)),
+            orcpt: params
+                .orcpt
+                .map(|o| format!("{};{}", o.addr_type, o.address)),
         };
         if let Some(tx) = &mut self.tx {
-            tx.recipients.push(AcceptedRecipient { address: display, dsn, owners });
+            tx.recipients.push(AcceptedRecipient {
+                address: display,
+                dsn,
+                owners,
+            });
         }
         self.reply(reply::RECIPIENT_OK)
     }
@@ -190,7 +213,13 @@ impl Session {
     /// domain.
     async fn postmaster_domain(&self) -> String {
         let host = self.cfg.hostname.to_lowercase();
-        if self.svc.directory.is_local_domain(&host).await.unwrap_or(false) {
+        if self
+            .svc
+            .directory
+            .is_local_domain(&host)
+            .await
+            .unwrap_or(false)
+        {
             return host;
         }
         match self.svc.directory.store().list_domains().await {
@@ -200,7 +229,9 @@ impl Session {
     }
 
     fn data(&mut self) -> Next {
-        let Some(tx) = &self.tx else { return self.reply(reply::bad_sequence("Send MAIL first")) };
+        let Some(tx) = &self.tx else {
+            return self.reply(reply::bad_sequence("Send MAIL first"));
+        };
         if tx.bdat.is_some() {
             return self.reply(reply::bad_sequence("DATA not allowed after BDAT"));
         }
@@ -209,13 +240,20 @@ impl Session {
             return self.reply(reply::NO_VALID_RECIPIENTS);
         }
         let sink = self.new_sink();
-        self.mode = Mode::Data { decoder: DataDecoder::new(self.cfg.max_text_line), sink };
+        self.mode = Mode::Data {
+            decoder: DataDecoder::new(self.cfg.max_text_line),
+            sink,
+        };
         reply::START_DATA.encode(&mut self.out);
         Next::Continue
     }
 
     fn new_sink(&self) -> BodySink {
-        BodySink::new(self.cfg.max_message_size, self.cfg.spool_memory_limit, self.svc.spool_dir.clone())
+        BodySink::new(
+            self.cfg.max_message_size,
+            self.cfg.spool_memory_limit,
+            self.svc.spool_dir.clone(),
+        )
     }
 
     /// BDAT (RFC 3030 §2): the chunk follows the command at once, so even a refused chunk is
@@ -224,7 +262,9 @@ impl Session {
         let refusal = match &self.tx {
             None => Some(reply::bad_sequence("Send MAIL first")),
             Some(tx) if tx.recipients.is_empty() => Some(reply::NO_VALID_RECIPIENTS),
-            Some(tx) if tx.bdat_failed => Some(reply::bad_sequence("Earlier chunk refused; send RSET")),
+            Some(tx) if tx.bdat_failed => {
+                Some(reply::bad_sequence("Earlier chunk refused; send RSET"))
+            }
             Some(_) => None,
         };
         if refusal.is_none() {
@@ -234,18 +274,24 @@ impl Session {
                 tx.bdat.get_or_insert((sink, decoder));
             }
         }
-        self.mode = Mode::Bdat { remaining: size, last, discard: refusal };
+        self.mode = Mode::Bdat {
+            remaining: size,
+            last,
+            discard: refusal,
+        };
         Next::Continue
     }
 
     pub(crate) async fn bdat_chunk_end(&mut self) -> Next {
-        let Mode::Bdat { last, discard, .. } = std::mem::replace(&mut self.mode, Mode::Command) else {
+        let Mode::Bdat { last, discard, .. } = std::mem::replace(&mut self.mode, Mode::Command)
+        else {
             return Next::Continue;
         };
         if let Some(r) = discard {
             return self.reply(r);
         }
-        let oversized = matches!(&self.tx, Some(Transaction { bdat: Some((sink, _)), .. }) if sink.oversized);
+        let oversized =
+            matches!(&self.tx, Some(Transaction { bdat: Some((sink, _)), .. }) if sink.oversized);
         if oversized {
             if let Some(tx) = &mut self.tx {
                 tx.bdat = None;
@@ -255,7 +301,10 @@ impl Session {
         }
         if !last {
             let size = match &self.tx {
-                Some(Transaction { bdat: Some((sink, _)), .. }) => sink.size(),
+                Some(Transaction {
+                    bdat: Some((sink, _)),
+                    ..
+                }) => sink.size(),
                 _ => 0,
             };
             return self.reply(reply::chunk_received(size));
@@ -270,7 +319,9 @@ impl Session {
     /// End of a message (DATA's final dot or BDAT LAST): refuse it if flawed or too big,
     /// otherwise hand it to intake and answer 250 only once it is durable.
     pub(crate) async fn finish_message(&mut self, sink: BodySink, flaws: BodyFlaws) -> Next {
-        let Some(tx) = self.tx.take() else { return self.reply(reply::bad_sequence("Send MAIL first")) };
+        let Some(tx) = self.tx.take() else {
+            return self.reply(reply::bad_sequence("Send MAIL first"));
+        };
         if flaws.any() {
             tracing::info!(?flaws, "message refused: malformed content");
             let detail = if flaws.bare_cr || flaws.bare_lf {

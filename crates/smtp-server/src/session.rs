@@ -10,7 +10,9 @@ use crate::{Services, SessionConfig};
 use bytes::{Buf, BytesMut};
 use listener::{ConnectionGuard, MaybeTls, Refusal};
 use queue::AcceptedRecipient;
-use smtp_codec::{BdatDecoder, DataDecoder, DataStatus, LineFrame, MailParams, Reply, ReversePath, reply};
+use smtp_codec::{
+    BdatDecoder, DataDecoder, DataStatus, LineFrame, MailParams, Reply, ReversePath, reply,
+};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,9 +42,16 @@ pub(crate) enum Mode {
     Command,
     /// Discarding the rest of an over-long command line.
     DiscardLine,
-    Data { decoder: DataDecoder, sink: BodySink },
+    Data {
+        decoder: DataDecoder,
+        sink: BodySink,
+    },
     /// Reading `remaining` octets of a BDAT chunk; `discard` drops them (refused chunk).
-    Bdat { remaining: u64, last: bool, discard: Option<Reply> },
+    Bdat {
+        remaining: u64,
+        last: bool,
+        discard: Option<Reply>,
+    },
     Auth(AuthExchange),
 }
 
@@ -121,7 +130,11 @@ pub async fn run_session(
 }
 
 impl Session {
-    async fn serve(&mut self, tcp: TcpStream, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+    async fn serve(
+        &mut self,
+        tcp: TcpStream,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<()> {
         let mut stream = if self.cfg.role == crate::Role::Submissions {
             // RFC 8314 §3.3: implicit TLS, the handshake comes before the greeting.
             let Some(acceptor) = self.svc.tls.clone() else {
@@ -130,7 +143,9 @@ impl Session {
             };
             let tls = tokio::time::timeout(self.cfg.command_timeout, acceptor.accept(tcp))
                 .await
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
+                })??;
             let s = MaybeTls::Tls(Box::new(tls));
             self.tls = s.tls_description();
             s
@@ -157,7 +172,11 @@ impl Session {
                 }
             }
             let in_data = matches!(self.mode, Mode::Data { .. } | Mode::Bdat { .. });
-            let timeout = if in_data { self.cfg.data_timeout } else { self.cfg.command_timeout };
+            let timeout = if in_data {
+                self.cfg.data_timeout
+            } else {
+                self.cfg.command_timeout
+            };
             let read = tokio::select! {
                 r = tokio::time::timeout(timeout, stream.read_buf(&mut self.inbuf)) => r,
                 _ = shutdown.changed(), if !in_data => {
@@ -170,7 +189,9 @@ impl Session {
             match read {
                 Err(_) => {
                     tracing::info!("timeout; closing");
-                    stream.write_all(reply::TIMEOUT.to_wire().as_bytes()).await?;
+                    stream
+                        .write_all(reply::TIMEOUT.to_wire().as_bytes())
+                        .await?;
                     let _ = stream.shutdown().await;
                     return Ok(());
                 }
@@ -186,11 +207,15 @@ impl Session {
     async fn start_tls(&mut self, stream: MaybeTls) -> std::io::Result<MaybeTls> {
         self.inbuf.clear();
         let (MaybeTls::Plain(tcp), Some(acceptor)) = (stream, self.svc.tls.clone()) else {
-            return Err(std::io::Error::other("STARTTLS on a stream that cannot upgrade"));
+            return Err(std::io::Error::other(
+                "STARTTLS on a stream that cannot upgrade",
+            ));
         };
         let tls = tokio::time::timeout(self.cfg.command_timeout, acceptor.accept(tcp))
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
+            })??;
         let s = MaybeTls::Tls(Box::new(tls));
         self.tls = s.tls_description();
         tracing::debug!(tls = ?self.tls, "TLS started");
@@ -205,21 +230,26 @@ impl Session {
     async fn process(&mut self) -> Next {
         loop {
             let step = match &mut self.mode {
-                Mode::Command => match smtp_codec::frame_line(&self.inbuf, self.cfg.max_command_line) {
-                    LineFrame::NeedMore => return Next::Continue,
-                    LineFrame::Line { len, consumed } => {
-                        let line = self.inbuf[..len].to_vec();
-                        self.inbuf.advance(consumed);
-                        self.command(&line).await
-                    }
-                    LineFrame::TooLong { consumed, terminated } => {
-                        self.inbuf.advance(consumed);
-                        if !terminated {
-                            self.mode = Mode::DiscardLine;
+                Mode::Command => {
+                    match smtp_codec::frame_line(&self.inbuf, self.cfg.max_command_line) {
+                        LineFrame::NeedMore => return Next::Continue,
+                        LineFrame::Line { len, consumed } => {
+                            let line = self.inbuf[..len].to_vec();
+                            self.inbuf.advance(consumed);
+                            self.command(&line).await
                         }
-                        self.reply(reply::LINE_TOO_LONG)
+                        LineFrame::TooLong {
+                            consumed,
+                            terminated,
+                        } => {
+                            self.inbuf.advance(consumed);
+                            if !terminated {
+                                self.mode = Mode::DiscardLine;
+                            }
+                            self.reply(reply::LINE_TOO_LONG)
+                        }
                     }
-                },
+                }
                 Mode::DiscardLine => match smtp_codec::skip_line(&self.inbuf) {
                     Some(n) => {
                         self.inbuf.advance(n);
@@ -238,7 +268,9 @@ impl Session {
                     match status {
                         DataStatus::NeedMore => return Next::Continue,
                         DataStatus::Done => {
-                            let Mode::Data { decoder, sink } = std::mem::replace(&mut self.mode, Mode::Command) else {
+                            let Mode::Data { decoder, sink } =
+                                std::mem::replace(&mut self.mode, Mode::Command)
+                            else {
                                 unreachable!("matched Mode::Data above")
                             };
                             self.finish_message(sink, decoder.flaws()).await
@@ -266,9 +298,16 @@ impl Session {
                         self.inbuf.advance(consumed);
                         self.auth_response(&line).await
                     }
-                    LineFrame::TooLong { consumed, terminated } => {
+                    LineFrame::TooLong {
+                        consumed,
+                        terminated,
+                    } => {
                         self.inbuf.advance(consumed);
-                        self.mode = if terminated { Mode::Command } else { Mode::DiscardLine };
+                        self.mode = if terminated {
+                            Mode::Command
+                        } else {
+                            Mode::DiscardLine
+                        };
                         self.reply(reply::AUTH_LINE_TOO_LONG)
                     }
                 },
@@ -292,12 +331,22 @@ impl Session {
                 return Next::Close;
             }
         }
-        if r.code == 421 { Next::Close } else { Next::Continue }
+        if r.code == 421 {
+            Next::Close
+        } else {
+            Next::Continue
+        }
     }
 
     fn bdat_bytes(&mut self, chunk: &[u8]) {
-        let Mode::Bdat { discard: None, .. } = &self.mode else { return };
-        if let Some(Transaction { bdat: Some((sink, decoder)), .. }) = &mut self.tx {
+        let Mode::Bdat { discard: None, .. } = &self.mode else {
+            return;
+        };
+        if let Some(Transaction {
+            bdat: Some((sink, decoder)),
+            ..
+        }) = &mut self.tx
+        {
             decoder.decode(chunk, &mut sink.buf);
             sink.settle();
         }

@@ -10,7 +10,10 @@ const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// A new queue id, greater than every id this process made before.
 pub fn new_queue_id() -> String {
-    let ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     let candidate = (ms << 20) | (rand::random::<u64>() & 0x3ff);
     let mut prev = LAST.load(Ordering::Relaxed);
     let id = loop {
@@ -23,7 +26,11 @@ pub fn new_queue_id() -> String {
     let mut out = [0u8; 13];
     for (i, slot) in out.iter_mut().enumerate() {
         let shift = 60 - 5 * i as i32;
-        let v = if shift >= 0 { (id >> shift) & 31 } else { (id << -shift) & 31 };
+        let v = if shift >= 0 {
+            (id >> shift) & 31
+        } else {
+            (id << -shift) & 31
+        };
         *slot = ALPHABET[v as usize];
     }
     out.iter().map(|&b| b as char).collect()

@@ -122,7 +122,12 @@ pub trait Store: Send + Sync + 'static {
     /// Messages in an owner's mailboxes, oldest first.
     async fn mailbox_messages(&self, owner: &str) -> Result<Vec<MailboxMessage>>;
     /// The raw stored message (delivery prefix + body), or its first `limit` octets.
-    async fn mailbox_read(&self, owner: &str, id: i64, limit: Option<usize>) -> Result<Option<Vec<u8>>>;
+    async fn mailbox_read(
+        &self,
+        owner: &str,
+        id: i64,
+        limit: Option<usize>,
+    ) -> Result<Option<Vec<u8>>>;
 
     // ---- lifecycle ------------------------------------------------------------------------
     /// Startup recovery; see the trait documentation.

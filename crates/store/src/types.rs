@@ -84,7 +84,10 @@ impl std::fmt::Display for Destination {
 pub enum NewBody {
     Memory(Vec<u8>),
     /// A spooled file; the store fsyncs it and moves it under the data directory.
-    File { path: PathBuf, size: u64 },
+    File {
+        path: PathBuf,
+        size: u64,
+    },
 }
 
 impl NewBody {
@@ -179,10 +182,18 @@ pub struct QueuedMessage {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// Stored in `owner`'s INBOX with `prefix` (Return-Path, Delivered-To) in front.
-    Delivered { owner: String, prefix: Vec<u8> },
+    Delivered {
+        owner: String,
+        prefix: Vec<u8>,
+    },
     /// Try again at `next_attempt` (unix ms).
-    Deferred { error: String, next_attempt: i64 },
-    Failed { error: String },
+    Deferred {
+        error: String,
+        next_attempt: i64,
+    },
+    Failed {
+        error: String,
+    },
 }
 
 #[derive(Debug, Clone)]

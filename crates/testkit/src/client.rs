@@ -53,7 +53,13 @@ impl Conn {
     /// Connects without TLS and reads the greeting.
     pub fn plain(port: u16, cert: PathBuf) -> Conn {
         let tcp = Self::tcp(port);
-        let mut c = Conn { stream: Some(Box::new(tcp.try_clone().expect("clone"))), tcp: Some(tcp), buf: Vec::new(), cert, greeting: None };
+        let mut c = Conn {
+            stream: Some(Box::new(tcp.try_clone().expect("clone"))),
+            tcp: Some(tcp),
+            buf: Vec::new(),
+            cert,
+            greeting: None,
+        };
         c.greeting = Some(c.reply());
         c
     }
@@ -61,7 +67,13 @@ impl Conn {
     /// Connects with implicit TLS (RFC 8314) and reads the greeting.
     pub fn implicit_tls(port: u16, cert: PathBuf) -> Conn {
         let tcp = Self::tcp(port);
-        let mut c = Conn { stream: None, tcp: Some(tcp), buf: Vec::new(), cert, greeting: None };
+        let mut c = Conn {
+            stream: None,
+            tcp: Some(tcp),
+            buf: Vec::new(),
+            cert,
+            greeting: None,
+        };
         c.wrap_tls();
         c.greeting = Some(c.reply());
         c
@@ -70,12 +82,22 @@ impl Conn {
     /// Connects without reading anything.
     pub fn raw(port: u16, cert: PathBuf) -> Conn {
         let tcp = Self::tcp(port);
-        Conn { stream: Some(Box::new(tcp.try_clone().expect("clone"))), tcp: Some(tcp), buf: Vec::new(), cert, greeting: None }
+        Conn {
+            stream: Some(Box::new(tcp.try_clone().expect("clone"))),
+            tcp: Some(tcp),
+            buf: Vec::new(),
+            cert,
+            greeting: None,
+        }
     }
 
     fn wrap_tls(&mut self) {
         let tcp = self.tcp.take().expect("tcp stream");
-        let conn = ClientConnection::new(tls_config(&self.cert), ServerName::try_from("localhost").expect("name")).expect("tls client");
+        let conn = ClientConnection::new(
+            tls_config(&self.cert),
+            ServerName::try_from("localhost").expect("name"),
+        )
+        .expect("tls client");
         self.stream = Some(Box::new(StreamOwned::new(conn, tcp)));
         self.buf.clear();
     }
@@ -121,7 +143,8 @@ impl Conn {
 
     /// Reads one (possibly multi-line) reply. Panics if the connection closes first.
     pub fn reply(&mut self) -> Reply {
-        self.try_reply().expect("connection closed while waiting for a reply")
+        self.try_reply()
+            .expect("connection closed while waiting for a reply")
     }
 
     /// Reads one reply, or `None` if the server closed the connection.
@@ -135,7 +158,10 @@ impl Conn {
                 let more = line.as_bytes().get(3) == Some(&b'-');
                 lines.push(line.get(4..).unwrap_or("").to_string());
                 if !more {
-                    return Some(Reply { code, text: lines.join("\n") });
+                    return Some(Reply {
+                        code,
+                        text: lines.join("\n"),
+                    });
                 }
             }
             if !self.fill() {
@@ -154,7 +180,10 @@ impl Conn {
     pub fn expect(&mut self, line: &str, expect: &str) -> Reply {
         let r = self.cmd(line);
         let wire = format!("{} {}", r.code, r.text);
-        assert!(wire.starts_with(expect), "after {line:?} expected {expect:?}, got {wire:?}");
+        assert!(
+            wire.starts_with(expect),
+            "after {line:?} expected {expect:?}, got {wire:?}"
+        );
         r
     }
 
@@ -175,7 +204,11 @@ impl Conn {
             } else if let Some(want) = line.strip_prefix("S: ") {
                 let r = self.reply();
                 let wire = format!("{} {}", r.code, r.text);
-                assert!(wire.starts_with(want), "script line {}: expected {want:?}, got {wire:?}", n + 1);
+                assert!(
+                    wire.starts_with(want),
+                    "script line {}: expected {want:?}, got {wire:?}",
+                    n + 1
+                );
             } else {
                 panic!("script line {}: start with 'C: ' or 'S: ': {line}", n + 1);
             }

@@ -25,7 +25,10 @@ pub struct TestServer {
 fn free_port() -> u16 {
     // Bind to port 0 and release it: the kernel picked a free port. A race with another test
     // is possible but unlikely; start() retries a few times.
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 impl TestServer {
@@ -33,7 +36,11 @@ impl TestServer {
     /// `mx.test`, and `extra` TOML appended (other sections, e.g. "[smtp]\nmax_recipients = 3").
     pub fn start(bin: &Path, extra: &str) -> anyhow::Result<TestServer> {
         let dir = tempfile::tempdir()?;
-        let ports = Ports { mx: free_port(), submission: free_port(), submissions: free_port() };
+        let ports = Ports {
+            mx: free_port(),
+            submission: free_port(),
+            submissions: free_port(),
+        };
         let config = dir.path().join("postrider.toml");
         let text = format!(
             "[server]\nhostname = \"mx.test\"\ndata_dir = \"{data}\"\n{extra}\n\
@@ -46,7 +53,13 @@ impl TestServer {
             data = dir.path().join("data").display(),
         );
         std::fs::write(&config, text)?;
-        let mut s = TestServer { bin: bin.to_path_buf(), dir, ports, config, child: None };
+        let mut s = TestServer {
+            bin: bin.to_path_buf(),
+            dir,
+            ports,
+            config,
+            child: None,
+        };
         s.spawn()?;
         Ok(s)
     }
@@ -57,7 +70,10 @@ impl TestServer {
 
     /// Starts (or restarts) the process and waits until every listener accepts connections.
     pub fn spawn(&mut self) -> anyhow::Result<()> {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("server.log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))?;
         let child = Command::new(&self.bin)
             .arg("--config")
             .arg(&self.config)
@@ -73,13 +89,16 @@ impl TestServer {
                 if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     break;
                 }
-                if let Some(c) = &mut self.child {
-                    if let Some(status) = c.try_wait()? {
-                        anyhow::bail!("server exited with {status}; log:\n{}", self.log());
-                    }
+                if let Some(c) = &mut self.child
+                    && let Some(status) = c.try_wait()?
+                {
+                    anyhow::bail!("server exited with {status}; log:\n{}", self.log());
                 }
                 if Instant::now() > deadline {
-                    anyhow::bail!("server did not listen on port {port} within 30 s; log:\n{}", self.log());
+                    anyhow::bail!(
+                        "server did not listen on port {port} within 30 s; log:\n{}",
+                        self.log()
+                    );
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -103,7 +122,10 @@ impl TestServer {
     /// Stops the process with SIGTERM and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let deadline = Instant::now() + Duration::from_secs(20);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = c.try_wait() {
@@ -133,10 +155,10 @@ impl TestServer {
             .stderr(Stdio::piped())
             .spawn()
             .expect("run postrider");
-        if let Some(mut si) = child.stdin.take() {
-            if let Some(text) = stdin {
-                let _ = si.write_all(text.as_bytes());
-            }
+        if let Some(mut si) = child.stdin.take()
+            && let Some(text) = stdin
+        {
+            let _ = si.write_all(text.as_bytes());
         }
         child.wait_with_output().expect("wait for postrider")
     }
@@ -155,8 +177,15 @@ impl TestServer {
 
     /// Adds an account with a known password.
     pub fn add_account(&self, address: &str, password: &str) {
-        let out = self.admin_with_stdin(&["account", "add", address, "--password-stdin"], Some(password));
-        assert!(out.status.success(), "account add failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self.admin_with_stdin(
+            &["account", "add", address, "--password-stdin"],
+            Some(password),
+        );
+        assert!(
+            out.status.success(),
+            "account add failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Waits until `owner` has `n` messages (the delivery worker runs asynchronously), and
@@ -166,11 +195,20 @@ impl TestServer {
         loop {
             let out = self.admin(&["mailbox", "list", owner]);
             let text = String::from_utf8_lossy(&out.stdout);
-            let ids: Vec<i64> = text.lines().skip(1).filter_map(|l| l.split_whitespace().next()?.parse().ok()).collect();
+            let ids: Vec<i64> = text
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+                .collect();
             if ids.len() >= n {
                 return ids;
             }
-            assert!(Instant::now() < deadline, "expected {n} messages for {owner}, have {}:\n{text}\nlog:\n{}", ids.len(), self.log());
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} messages for {owner}, have {}:\n{text}\nlog:\n{}",
+                ids.len(),
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -178,7 +216,11 @@ impl TestServer {
     /// The raw stored message.
     pub fn mailbox_show(&self, owner: &str, id: i64) -> Vec<u8> {
         let out = self.admin(&["mailbox", "show", owner, &id.to_string()]);
-        assert!(out.status.success(), "mailbox show failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "mailbox show failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out.stdout
     }
 

@@ -21,10 +21,19 @@ pub fn run(cmd: ConfigCmd) -> Result<()> {
 
 pub fn check(ctx: Context) -> Result<()> {
     let config = ctx.config()?;
-    let source = ctx.config_path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "built-in defaults".into());
+    let source = ctx
+        .config_path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "built-in defaults".into());
     println!("{source}: ok");
     for l in &config.listeners {
-        println!("  listener {:<16} {:<22} {}", l.name, l.address, l.role.as_str());
+        println!(
+            "  listener {:<16} {:<22} {}",
+            l.name,
+            l.address,
+            l.role.as_str()
+        );
     }
     println!("  data directory {}", config.server.data_dir.display());
     Ok(())

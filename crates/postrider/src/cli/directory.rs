@@ -61,7 +61,9 @@ pub enum AliasCmd {
 }
 
 fn not_local(domain: &str) -> anyhow::Error {
-    anyhow::anyhow!("{domain} is not a local domain; add it first with `postrider domain add {domain}`")
+    anyhow::anyhow!(
+        "{domain} is not a local domain; add it first with `postrider domain add {domain}`"
+    )
 }
 
 pub async fn domain(ctx: Context, cmd: DomainCmd) -> Result<()> {
@@ -87,13 +89,24 @@ pub async fn domain(ctx: Context, cmd: DomainCmd) -> Result<()> {
         DomainCmd::Remove { domain } => {
             let d = parse_domain(&domain)?;
             if !store.remove_domain(&d).await? {
-                bail!("{} ; `postrider domain list` shows the local domains", not_local(&d));
+                bail!(
+                    "{} ; `postrider domain list` shows the local domains",
+                    not_local(&d)
+                );
             }
             println!("removed domain {d}");
         }
-        DomainCmd::CatchAll { domain, address, off } => {
+        DomainCmd::CatchAll {
+            domain,
+            address,
+            off,
+        } => {
             let d = parse_domain(&domain)?;
-            let target = if off { None } else { address.map(|a| parse_address(&a)).transpose()? };
+            let target = if off {
+                None
+            } else {
+                address.map(|a| parse_address(&a)).transpose()?
+            };
             match store.set_catch_all(&d, target.as_deref()).await {
                 Ok(()) => println!("{d}: catch-all {}", target.as_deref().unwrap_or("off")),
                 Err(StoreError::NotFound(_)) => return Err(not_local(&d)),
@@ -110,10 +123,14 @@ fn obtain_password(from_stdin: bool) -> Result<(String, bool)> {
         return Ok((accounts::generate_password(), true));
     }
     let mut input = String::new();
-    std::io::stdin().read_to_string(&mut input).context("reading the password from standard input")?;
+    std::io::stdin()
+        .read_to_string(&mut input)
+        .context("reading the password from standard input")?;
     let pw = input.lines().next().unwrap_or("").to_string();
     if pw.is_empty() {
-        bail!("no password on standard input; pipe it in, e.g. `echo 'secret' | postrider account add ... --password-stdin`");
+        bail!(
+            "no password on standard input; pipe it in, e.g. `echo 'secret' | postrider account add ... --password-stdin`"
+        );
     }
     Ok((pw, false))
 }
@@ -121,9 +138,15 @@ fn obtain_password(from_stdin: bool) -> Result<(String, bool)> {
 pub async fn account(ctx: Context, cmd: AccountCmd) -> Result<()> {
     let store = ctx.open_store().await?;
     match cmd {
-        AccountCmd::Add { address, password_stdin } => {
+        AccountCmd::Add {
+            address,
+            password_stdin,
+        } => {
             let a = parse_address(&address)?;
-            let domain = a.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default();
+            let domain = a
+                .rsplit_once('@')
+                .map(|(_, d)| d.to_string())
+                .unwrap_or_default();
             if store.get_domain(&domain).await?.is_none() {
                 return Err(not_local(&domain));
             }
@@ -132,7 +155,9 @@ pub async fn account(ctx: Context, cmd: AccountCmd) -> Result<()> {
             match store.add_account(&a, &hash).await {
                 Ok(()) => {}
                 Err(StoreError::AlreadyExists(_)) => {
-                    bail!("account {a} already exists; change its password with `postrider account passwd {a}`")
+                    bail!(
+                        "account {a} already exists; change its password with `postrider account passwd {a}`"
+                    )
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -144,7 +169,11 @@ pub async fn account(ctx: Context, cmd: AccountCmd) -> Result<()> {
         }
         AccountCmd::List => {
             for a in store.list_accounts().await? {
-                println!("{}\tcreated {}", a.address, super::format_time(a.created_at));
+                println!(
+                    "{}\tcreated {}",
+                    a.address,
+                    super::format_time(a.created_at)
+                );
             }
         }
         AccountCmd::Remove { address } => {
@@ -154,7 +183,10 @@ pub async fn account(ctx: Context, cmd: AccountCmd) -> Result<()> {
             }
             println!("removed account {a} (its stored mail is kept)");
         }
-        AccountCmd::Passwd { address, password_stdin } => {
+        AccountCmd::Passwd {
+            address,
+            password_stdin,
+        } => {
             let a = parse_address(&address)?;
             if store.get_account(&a).await?.is_none() {
                 bail!("no account {a}; add it with `postrider account add {a}`");
@@ -177,7 +209,10 @@ pub async fn alias(ctx: Context, cmd: AliasCmd) -> Result<()> {
         AliasCmd::Add { alias, target } => {
             let a = parse_address(&alias)?;
             let t = parse_address(&target)?;
-            let domain = a.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default();
+            let domain = a
+                .rsplit_once('@')
+                .map(|(_, d)| d.to_string())
+                .unwrap_or_default();
             if store.get_domain(&domain).await?.is_none() {
                 return Err(not_local(&domain));
             }

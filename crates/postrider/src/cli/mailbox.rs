@@ -26,9 +26,15 @@ pub async fn run(ctx: Context, cmd: MailboxCmd) -> Result<()> {
                 println!("no messages for {owner}");
                 return Ok(());
             }
-            println!("{:>6}  {:<19}  {:<32}  {:<40}  {:>9}", "ID", "RECEIVED (UTC)", "FROM", "SUBJECT", "SIZE");
+            println!(
+                "{:>6}  {:<19}  {:<32}  {:<40}  {:>9}",
+                "ID", "RECEIVED (UTC)", "FROM", "SUBJECT", "SIZE"
+            );
             for m in messages {
-                let head = store.mailbox_read(&owner, m.id, Some(HEADER_PEEK)).await?.unwrap_or_default();
+                let head = store
+                    .mailbox_read(&owner, m.id, Some(HEADER_PEEK))
+                    .await?
+                    .unwrap_or_default();
                 let parsed = mail_parser::MessageParser::default().parse_headers(&head[..]);
                 let from = parsed
                     .as_ref()
@@ -37,7 +43,11 @@ pub async fn run(ctx: Context, cmd: MailboxCmd) -> Result<()> {
                     .and_then(|a| a.address())
                     .unwrap_or("-")
                     .to_string();
-                let subject = parsed.as_ref().and_then(|p| p.subject()).unwrap_or("").to_string();
+                let subject = parsed
+                    .as_ref()
+                    .and_then(|p| p.subject())
+                    .unwrap_or("")
+                    .to_string();
                 println!(
                     "{:>6}  {:<19}  {:<32}  {:<40}  {:>9}",
                     m.id,
@@ -51,7 +61,9 @@ pub async fn run(ctx: Context, cmd: MailboxCmd) -> Result<()> {
         MailboxCmd::Show { address, id } => {
             let owner = parse_address(&address)?;
             let Some(raw) = store.mailbox_read(&owner, id, None).await? else {
-                bail!("no message {id} for {owner}; `postrider mailbox list {owner}` shows the ids");
+                bail!(
+                    "no message {id} for {owner}; `postrider mailbox list {owner}` shows the ids"
+                );
             };
             let mut out = std::io::stdout().lock();
             out.write_all(&raw)?;

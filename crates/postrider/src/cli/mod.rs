@@ -43,15 +43,20 @@ impl Context {
                 dir.display()
             );
         }
-        let store = SqliteStore::open(dir).await.with_context(|| format!("opening the store in {}", dir.display()))?;
+        let store = SqliteStore::open(dir)
+            .await
+            .with_context(|| format!("opening the store in {}", dir.display()))?;
         Ok(Arc::new(store))
     }
 }
 
 /// Parses and lower-cases an email address given on the command line.
 pub fn parse_address(text: &str) -> Result<String> {
-    let a = smtp_codec::Address::parse(text.trim())
-        .map_err(|e| anyhow::anyhow!("\"{text}\" is not a valid email address ({e}); write it as name@example.com"))?;
+    let a = smtp_codec::Address::parse(text.trim()).map_err(|e| {
+        anyhow::anyhow!(
+            "\"{text}\" is not a valid email address ({e}); write it as name@example.com"
+        )
+    })?;
     if a.domain.starts_with('[') {
         anyhow::bail!("\"{text}\": use a domain name, not an address literal");
     }
@@ -64,7 +69,10 @@ pub fn parse_domain(text: &str) -> Result<String> {
     let valid = !d.is_empty()
         && d.len() <= 253
         && d.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && !l.starts_with('-') && !l.ends_with('-')
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
                 && l.chars().all(|c| c.is_alphanumeric() || c == '-')
         });
     if !valid {

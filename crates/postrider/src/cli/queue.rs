@@ -23,7 +23,10 @@ pub async fn run(ctx: Context, cmd: QueueCmd) -> Result<()> {
                 println!("queue is empty");
                 return Ok(());
             }
-            println!("{:<13}  {:<19}  {:>9}  {:<30}  {:>5}  STATE", "ID", "ARRIVED (UTC)", "SIZE", "FROM", "RCPTS");
+            println!(
+                "{:<13}  {:<19}  {:>9}  {:<30}  {:>5}  STATE",
+                "ID", "ARRIVED (UTC)", "SIZE", "FROM", "RCPTS"
+            );
             for m in &all {
                 let state = match &m.quarantined {
                     Some(_) => "quarantined".to_string(),
@@ -32,7 +35,11 @@ pub async fn run(ctx: Context, cmd: QueueCmd) -> Result<()> {
                         format!("{open} pending")
                     }
                 };
-                let from = if m.envelope.sender.is_empty() { "<>" } else { &m.envelope.sender };
+                let from = if m.envelope.sender.is_empty() {
+                    "<>"
+                } else {
+                    &m.envelope.sender
+                };
                 println!(
                     "{:<13}  {:<19}  {:>9}  {:<30}  {:>5}  {state}",
                     m.id,
@@ -53,7 +60,10 @@ pub async fn run(ctx: Context, cmd: QueueCmd) -> Result<()> {
             println!("arrived:   {} UTC", format_time(m.created_at));
             println!("size:      {} octets", m.size);
             println!("from:      <{}>", e.sender);
-            println!("client:    {} (HELO {}) on listener {}", e.client_ip, e.helo, e.listener);
+            println!(
+                "client:    {} (HELO {}) on listener {}",
+                e.client_ip, e.helo, e.listener
+            );
             println!("tls:       {}", e.tls.as_deref().unwrap_or("none"));
             println!("auth:      {}", e.auth.as_deref().unwrap_or("none"));
             if let Some(v) = &e.envid {
@@ -67,9 +77,19 @@ pub async fn run(ctx: Context, cmd: QueueCmd) -> Result<()> {
             }
             println!("recipients:");
             for r in &m.recipients {
-                println!("  {}  → {}  [{}] attempts {}", r.address, r.destination, r.state.as_str(), r.attempts);
+                println!(
+                    "  {}  → {}  [{}] attempts {}",
+                    r.address,
+                    r.destination,
+                    r.state.as_str(),
+                    r.attempts
+                );
                 if !r.dsn.notify.is_empty() || r.dsn.orcpt.is_some() {
-                    println!("      notify {} orcpt {}", r.dsn.notify.join(","), r.dsn.orcpt.as_deref().unwrap_or("-"));
+                    println!(
+                        "      notify {} orcpt {}",
+                        r.dsn.notify.join(","),
+                        r.dsn.orcpt.as_deref().unwrap_or("-")
+                    );
                 }
                 if let Some(err) = &r.last_error {
                     println!("      last error: {err}");

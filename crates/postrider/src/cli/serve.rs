@@ -19,14 +19,21 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
     let config = ctx.config()?;
     init_logging(&config, log_json);
     let hostname = if config.server.hostname.is_empty() {
-        hostname::get().ok().and_then(|h| h.into_string().ok()).filter(|h| !h.is_empty()).unwrap_or_else(|| "localhost".into())
+        hostname::get()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".into())
     } else {
         config.server.hostname.clone()
     };
     let data_dir = &config.server.data_dir;
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     let first_start = !data_dir.join("postrider.db").exists();
-    let sqlite = SqliteStore::open(data_dir).await.with_context(|| format!("opening the store in {}", data_dir.display()))?;
+    let sqlite = SqliteStore::open(data_dir)
+        .await
+        .with_context(|| format!("opening the store in {}", data_dir.display()))?;
     let spool_dir = sqlite.spool_dir();
     let store: store::SharedStore = Arc::new(sqlite);
     if first_start {
@@ -37,15 +44,34 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
     for (id, reason) in &recovery.quarantined {
         tracing::error!(queue_id = %id, reason, "queue entry quarantined: it cannot be delivered; inspect it with `postrider queue show {id}`");
     }
-    tracing::info!(pending = recovery.pending, quarantined = recovery.quarantined.len(), orphans_removed = recovery.orphan_files_removed, "queue recovered");
+    tracing::info!(
+        pending = recovery.pending,
+        quarantined = recovery.quarantined.len(),
+        orphans_removed = recovery.orphan_files_removed,
+        "queue recovered"
+    );
 
-    let (tls_config, cert_path) = listener::load_tls(config.tls.files.clone(), data_dir, &hostname)?;
+    let (tls_config, cert_path) =
+        listener::load_tls(config.tls.files.clone(), data_dir, &hostname)?;
     let acceptor = listener::tls_acceptor(tls_config);
     let directory = Directory::new(store.clone(), config.server.recipient_delimiter)?;
     let wake = Arc::new(Notify::new());
-    let intake = Intake::new(store.clone(), &hostname, config.smtp.max_received_headers, wake.clone());
-    let services = Arc::new(Services { directory, intake, tls: Some(acceptor), spool_dir });
-    let limits = ConnectionLimits::new(config.smtp.max_connections, config.smtp.max_connections_per_ip);
+    let intake = Intake::new(
+        store.clone(),
+        &hostname,
+        config.smtp.max_received_headers,
+        wake.clone(),
+    );
+    let services = Arc::new(Services {
+        directory,
+        intake,
+        tls: Some(acceptor),
+        spool_dir,
+    });
+    let limits = ConnectionLimits::new(
+        config.smtp.max_connections,
+        config.smtp.max_connections_per_ip,
+    );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
     let mut bound = Vec::new();
@@ -65,9 +91,21 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
         let svc = services.clone();
         let shutdown = shutdown_rx.clone();
         let handler_shutdown = shutdown_rx.clone();
-        tasks.push(tokio::spawn(listener::serve(socket, limits.clone(), shutdown, move |stream, peer, slot| {
-            smtp_server::run_session(stream, peer, slot, cfg.clone(), svc.clone(), handler_shutdown.clone())
-        })));
+        tasks.push(tokio::spawn(listener::serve(
+            socket,
+            limits.clone(),
+            shutdown,
+            move |stream, peer, slot| {
+                smtp_server::run_session(
+                    stream,
+                    peer,
+                    slot,
+                    cfg.clone(),
+                    svc.clone(),
+                    handler_shutdown.clone(),
+                )
+            },
+        )));
     }
     let delivery = LocalDelivery::new(
         store.clone(),
@@ -79,12 +117,20 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
         },
     );
     let delivery_task = if config.delivery.paused {
-        tracing::warn!("delivery is paused (delivery.paused = true): accepted mail stays in the queue");
+        tracing::warn!(
+            "delivery is paused (delivery.paused = true): accepted mail stays in the queue"
+        );
         tokio::spawn(async {})
     } else {
         tokio::spawn(delivery.run(shutdown_rx.clone()))
     };
-    print_banner(&config, &hostname, &cert_path, &store.list_domains().await?, &ctx);
+    print_banner(
+        &config,
+        &hostname,
+        &cert_path,
+        &store.list_domains().await?,
+        &ctx,
+    );
 
     wait_for_signal().await;
     tracing::info!("shutting down: no new connections; idle sessions get 421");
@@ -127,32 +173,67 @@ fn init_logging(config: &Config, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json || config.log.format == LogFormat::Json {
-        builder.json().flatten_event(true).with_current_span(true).init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init();
     } else {
-        builder.with_target(false).with_ansi(std::io::stderr().is_terminal()).init();
+        builder
+            .with_target(false)
+            .with_ansi(std::io::stderr().is_terminal())
+            .init();
     }
 }
 
-fn print_banner(c: &Config, hostname: &str, cert: &std::path::Path, domains: &[store::DomainRecord], ctx: &Context) {
-    let data = std::fs::canonicalize(&c.server.data_dir).unwrap_or_else(|_| c.server.data_dir.clone());
-    println!("Postrider {} is running as {hostname}", env!("CARGO_PKG_VERSION"));
+fn print_banner(
+    c: &Config,
+    hostname: &str,
+    cert: &std::path::Path,
+    domains: &[store::DomainRecord],
+    ctx: &Context,
+) {
+    let data =
+        std::fs::canonicalize(&c.server.data_dir).unwrap_or_else(|_| c.server.data_dir.clone());
+    println!(
+        "Postrider {} is running as {hostname}",
+        env!("CARGO_PKG_VERSION")
+    );
     println!("  data directory: {}", data.display());
     println!("  TLS certificate: {}", cert.display());
     println!();
-    println!("  {:<16} {:<22} {:<12} {}", "LISTENER", "ADDRESS", "ROLE", "TLS / AUTH");
+    println!(
+        "  {:<16} {:<22} {:<12} TLS / AUTH",
+        "LISTENER", "ADDRESS", "ROLE"
+    );
     for l in &c.listeners {
         let mode = match l.role {
             Role::Mx => "STARTTLS offered, no AUTH, local domains only",
             Role::Submission => "STARTTLS, AUTH required (after TLS)",
             Role::Submissions => "implicit TLS, AUTH required",
         };
-        println!("  {:<16} {:<22} {:<12} {}", l.name, l.address.to_string(), l.role.as_str(), mode);
+        println!(
+            "  {:<16} {:<22} {:<12} {}",
+            l.name,
+            l.address.to_string(),
+            l.role.as_str(),
+            mode
+        );
     }
     println!();
     let names: Vec<&str> = domains.iter().map(|d| d.name.as_str()).collect();
-    println!("  local domains: {}", if names.is_empty() { "(none: add one with `postrider domain add example.com`)".to_string() } else { names.join(", ") });
+    println!(
+        "  local domains: {}",
+        if names.is_empty() {
+            "(none: add one with `postrider domain add example.com`)".to_string()
+        } else {
+            names.join(", ")
+        }
+    );
     let mut flags = String::new();
     if let Some(p) = &ctx.config_path {
         flags.push_str(&format!(" --config {}", p.display()));
@@ -161,7 +242,9 @@ fn print_banner(c: &Config, hostname: &str, cert: &std::path::Path, domains: &[s
         flags.push_str(&format!(" --data-dir {}", d.display()));
     }
     let domain = names.first().copied().unwrap_or("example.com");
-    println!("  add an account:  postrider{flags} account add you@{domain}   (prints its password once)");
+    println!(
+        "  add an account:  postrider{flags} account add you@{domain}   (prints its password once)"
+    );
     println!("  stop with Ctrl-C");
     println!();
 }

@@ -55,7 +55,11 @@ impl SqliteStore {
         let conn = options.connect().await?;
         let (tx, rx) = mpsc::channel(4096);
         tokio::spawn(writer::run(conn, rx, data_dir.to_path_buf()));
-        Ok(SqliteStore { pool, writer: tx, data_dir: data_dir.to_path_buf() })
+        Ok(SqliteStore {
+            pool,
+            writer: tx,
+            data_dir: data_dir.to_path_buf(),
+        })
     }
 
     /// The directory where sessions spool large incoming messages.
@@ -65,7 +69,10 @@ impl SqliteStore {
 
     async fn write(&self, op: WriteOp) -> Result<WriteOut> {
         let (reply, rx) = oneshot::channel();
-        self.writer.send(writer::Job { op, reply }).await.map_err(|_| StoreError::Closed)?;
+        self.writer
+            .send(writer::Job { op, reply })
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -101,15 +108,24 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn add_domain(&self, name: &str, catch_all: Option<&str>) -> Result<()> {
-        self.write_unit(WriteOp::AddDomain { name: name.into(), catch_all: catch_all.map(Into::into) }).await
+        self.write_unit(WriteOp::AddDomain {
+            name: name.into(),
+            catch_all: catch_all.map(Into::into),
+        })
+        .await
     }
 
     async fn set_catch_all(&self, name: &str, target: Option<&str>) -> Result<()> {
-        self.write_unit(WriteOp::SetCatchAll { name: name.into(), target: target.map(Into::into) }).await
+        self.write_unit(WriteOp::SetCatchAll {
+            name: name.into(),
+            target: target.map(Into::into),
+        })
+        .await
     }
 
     async fn remove_domain(&self, name: &str) -> Result<bool> {
-        self.write_bool(WriteOp::RemoveDomain { name: name.into() }).await
+        self.write_bool(WriteOp::RemoveDomain { name: name.into() })
+            .await
     }
 
     async fn get_domain(&self, name: &str) -> Result<Option<DomainRecord>> {
@@ -121,15 +137,26 @@ impl Store for SqliteStore {
     }
 
     async fn add_account(&self, address: &str, password_hash: &str) -> Result<()> {
-        self.write_unit(WriteOp::AddAccount { address: address.into(), hash: password_hash.into() }).await
+        self.write_unit(WriteOp::AddAccount {
+            address: address.into(),
+            hash: password_hash.into(),
+        })
+        .await
     }
 
     async fn set_password(&self, address: &str, password_hash: &str) -> Result<bool> {
-        self.write_bool(WriteOp::SetPassword { address: address.into(), hash: password_hash.into() }).await
+        self.write_bool(WriteOp::SetPassword {
+            address: address.into(),
+            hash: password_hash.into(),
+        })
+        .await
     }
 
     async fn remove_account(&self, address: &str) -> Result<bool> {
-        self.write_bool(WriteOp::RemoveAccount { address: address.into() }).await
+        self.write_bool(WriteOp::RemoveAccount {
+            address: address.into(),
+        })
+        .await
     }
 
     async fn get_account(&self, address: &str) -> Result<Option<AccountRecord>> {
@@ -141,11 +168,19 @@ impl Store for SqliteStore {
     }
 
     async fn add_alias(&self, alias: &str, target: &str) -> Result<()> {
-        self.write_unit(WriteOp::AddAlias { alias: alias.into(), target: target.into() }).await
+        self.write_unit(WriteOp::AddAlias {
+            alias: alias.into(),
+            target: target.into(),
+        })
+        .await
     }
 
     async fn remove_alias(&self, alias: &str, target: &str) -> Result<bool> {
-        self.write_bool(WriteOp::RemoveAlias { alias: alias.into(), target: target.into() }).await
+        self.write_bool(WriteOp::RemoveAlias {
+            alias: alias.into(),
+            target: target.into(),
+        })
+        .await
     }
 
     async fn list_aliases(&self) -> Result<Vec<AliasRecord>> {
@@ -162,7 +197,12 @@ impl Store for SqliteStore {
             NewBody::Memory(_) => None,
         };
         let settled = file.clone();
-        let result = self.write_unit(WriteOp::Enqueue { message, file }).await;
+        let result = self
+            .write_unit(WriteOp::Enqueue {
+                message: Box::new(message),
+                file,
+            })
+            .await;
         if let (Err(_), Some(rel)) = (&result, settled) {
             let _ = std::fs::remove_file(self.data_dir.join(rel));
         }
@@ -179,7 +219,10 @@ impl Store for SqliteStore {
         for report in reports {
             let (reply, rx) = oneshot::channel();
             self.writer
-                .send(writer::Job { op: WriteOp::Report(report), reply })
+                .send(writer::Job {
+                    op: WriteOp::Report(report),
+                    reply,
+                })
                 .await
                 .map_err(|_| StoreError::Closed)?;
             waiting.push(rx);
@@ -202,7 +245,8 @@ impl Store for SqliteStore {
     }
 
     async fn queue_delete(&self, id: &str) -> Result<bool> {
-        self.write_bool(WriteOp::QueueDelete { id: id.into() }).await
+        self.write_bool(WriteOp::QueueDelete { id: id.into() })
+            .await
     }
 
     async fn read_body(&self, body_id: i64, limit: Option<usize>) -> Result<Vec<u8>> {
@@ -213,7 +257,12 @@ impl Store for SqliteStore {
         read::mailbox_messages(&self.pool, owner).await
     }
 
-    async fn mailbox_read(&self, owner: &str, id: i64, limit: Option<usize>) -> Result<Option<Vec<u8>>> {
+    async fn mailbox_read(
+        &self,
+        owner: &str,
+        id: i64,
+        limit: Option<usize>,
+    ) -> Result<Option<Vec<u8>>> {
         read::mailbox_read(&self.pool, &self.data_dir, owner, id, limit).await
     }
 
@@ -239,7 +288,11 @@ impl Store for SqliteStore {
             match reason {
                 Some(reason) => {
                     if m.quarantined.is_none() {
-                        self.write_unit(WriteOp::Quarantine { id: m.id.clone(), reason: reason.clone() }).await?;
+                        self.write_unit(WriteOp::Quarantine {
+                            id: m.id.clone(),
+                            reason: reason.clone(),
+                        })
+                        .await?;
                     }
                     report.quarantined.push((m.id, reason));
                 }

@@ -6,19 +6,49 @@ use sqlx::{Row, SqliteConnection};
 use std::path::PathBuf;
 
 pub(crate) enum WriteOp {
-    AddDomain { name: String, catch_all: Option<String> },
-    SetCatchAll { name: String, target: Option<String> },
-    RemoveDomain { name: String },
-    AddAccount { address: String, hash: String },
-    SetPassword { address: String, hash: String },
-    RemoveAccount { address: String },
-    AddAlias { alias: String, target: String },
-    RemoveAlias { alias: String, target: String },
+    AddDomain {
+        name: String,
+        catch_all: Option<String>,
+    },
+    SetCatchAll {
+        name: String,
+        target: Option<String>,
+    },
+    RemoveDomain {
+        name: String,
+    },
+    AddAccount {
+        address: String,
+        hash: String,
+    },
+    SetPassword {
+        address: String,
+        hash: String,
+    },
+    RemoveAccount {
+        address: String,
+    },
+    AddAlias {
+        alias: String,
+        target: String,
+    },
+    RemoveAlias {
+        alias: String,
+        target: String,
+    },
     /// The body is in memory or already moved to `file` (relative to the data dir) and fsync'd.
-    Enqueue { message: NewMessage, file: Option<String> },
+    Enqueue {
+        message: Box<NewMessage>,
+        file: Option<String>,
+    },
     Report(DeliveryReport),
-    QueueDelete { id: String },
-    Quarantine { id: String, reason: String },
+    QueueDelete {
+        id: String,
+    },
+    Quarantine {
+        id: String,
+        reason: String,
+    },
     /// Placeholder left when the writer has taken an op out of its job.
     Taken,
 }
@@ -41,7 +71,11 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 /// Applies one operation. Files (relative to the data dir) to remove after the commit are
 /// pushed to `unlink`.
-pub(crate) async fn apply(c: &mut SqliteConnection, op: WriteOp, unlink: &mut Vec<PathBuf>) -> Result<WriteOut> {
+pub(crate) async fn apply(
+    c: &mut SqliteConnection,
+    op: WriteOp,
+    unlink: &mut Vec<PathBuf>,
+) -> Result<WriteOut> {
     match op {
         WriteOp::AddDomain { name, catch_all } => {
             sqlx::query("INSERT INTO domains (name, catch_all, created_at) VALUES (?, ?, ?)")
@@ -50,7 +84,13 @@ pub(crate) async fn apply(c: &mut SqliteConnection, op: WriteOp, unlink: &mut Ve
                 .bind(now_ms())
                 .execute(&mut *c)
                 .await
-                .map_err(|e| if is_unique_violation(&e) { StoreError::AlreadyExists(format!("domain {name}")) } else { e.into() })?;
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        StoreError::AlreadyExists(format!("domain {name}"))
+                    } else {
+                        e.into()
+                    }
+                })?;
             Ok(WriteOut::Unit)
         }
         WriteOp::SetCatchAll { name, target } => {
@@ -65,12 +105,21 @@ pub(crate) async fn apply(c: &mut SqliteConnection, op: WriteOp, unlink: &mut Ve
             Ok(WriteOut::Unit)
         }
         WriteOp::RemoveDomain { name } => {
-            let r = sqlx::query("DELETE FROM domains WHERE name = ?").bind(&name).execute(&mut *c).await?;
+            let r = sqlx::query("DELETE FROM domains WHERE name = ?")
+                .bind(&name)
+                .execute(&mut *c)
+                .await?;
             Ok(WriteOut::Bool(r.rows_affected() > 0))
         }
         WriteOp::AddAccount { address, hash } => {
-            let domain = address.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default();
-            let exists = sqlx::query("SELECT 1 FROM domains WHERE name = ?").bind(&domain).fetch_optional(&mut *c).await?;
+            let domain = address
+                .rsplit_once('@')
+                .map(|(_, d)| d.to_string())
+                .unwrap_or_default();
+            let exists = sqlx::query("SELECT 1 FROM domains WHERE name = ?")
+                .bind(&domain)
+                .fetch_optional(&mut *c)
+                .await?;
             if exists.is_none() {
                 return Err(StoreError::NotFound(format!("domain {domain}")));
             }
@@ -93,7 +142,10 @@ pub(crate) async fn apply(c: &mut SqliteConnection, op: WriteOp, unlink: &mut Ve
             Ok(WriteOut::Bool(r.rows_affected() > 0))
         }
         WriteOp::RemoveAccount { address } => {
-            let r = sqlx::query("DELETE FROM accounts WHERE address = ?").bind(&address).execute(&mut *c).await?;
+            let r = sqlx::query("DELETE FROM accounts WHERE address = ?")
+                .bind(&address)
+                .execute(&mut *c)
+                .await?;
             Ok(WriteOut::Bool(r.rows_affected() > 0))
         }
         WriteOp::AddAlias { alias, target } => {
@@ -102,7 +154,13 @@ pub(crate) async fn apply(c: &mut SqliteConnection, op: WriteOp, unlink: &mut Ve
                 .bind(&target)
                 .execute(&mut *c)
                 .await
-                .map_err(|e| if is_unique_violation(&e) { StoreError::AlreadyExists(format!("alias {alias} → {target}")) } else { e.into() })?;
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        StoreError::AlreadyExists(format!("alias {alias} → {target}"))
+                    } else {
+                        e.into()
+                    }
+                })?;
             Ok(WriteOut::Unit)
         }
         WriteOp::RemoveAlias { alias, target } => {
@@ -113,21 +171,37 @@ pub(crate) async fn apply(c: &mut SqliteConnection, op: WriteOp, unlink: &mut Ve
                 .await?;
             Ok(WriteOut::Bool(r.rows_affected() > 0))
         }
-        WriteOp::Enqueue { message, file } => enqueue(c, message, file).await.map(|_| WriteOut::Unit),
+        WriteOp::Enqueue { message, file } => {
+            enqueue(c, *message, file).await.map(|_| WriteOut::Unit)
+        }
         WriteOp::Report(report) => record(c, report, unlink).await.map(|_| WriteOut::Unit),
         WriteOp::QueueDelete { id } => {
-            let row = sqlx::query("SELECT body_id FROM queue WHERE id = ?").bind(&id).fetch_optional(&mut *c).await?;
-            let Some(row) = row else { return Ok(WriteOut::Bool(false)) };
+            let row = sqlx::query("SELECT body_id FROM queue WHERE id = ?")
+                .bind(&id)
+                .fetch_optional(&mut *c)
+                .await?;
+            let Some(row) = row else {
+                return Ok(WriteOut::Bool(false));
+            };
             let body_id: i64 = row.try_get(0)?;
-            sqlx::query("DELETE FROM queue WHERE id = ?").bind(&id).execute(&mut *c).await?;
+            sqlx::query("DELETE FROM queue WHERE id = ?")
+                .bind(&id)
+                .execute(&mut *c)
+                .await?;
             release_body(c, body_id, unlink).await?;
             Ok(WriteOut::Bool(true))
         }
         WriteOp::Quarantine { id, reason } => {
-            sqlx::query("UPDATE queue SET quarantined = ? WHERE id = ?").bind(reason).bind(id).execute(&mut *c).await?;
+            sqlx::query("UPDATE queue SET quarantined = ? WHERE id = ?")
+                .bind(reason)
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
             Ok(WriteOut::Unit)
         }
-        WriteOp::Taken => Err(StoreError::Invalid("internal: operation already taken".into())),
+        WriteOp::Taken => Err(StoreError::Invalid(
+            "internal: operation already taken".into(),
+        )),
     }
 }
 
@@ -137,15 +211,18 @@ async fn enqueue(c: &mut SqliteConnection, m: NewMessage, file: Option<String>) 
         NewBody::Memory(v) => Some(v),
         NewBody::File { .. } => None,
     };
-    let body_id: i64 = sqlx::query("INSERT INTO bodies (prefix, data, path, size, refs) VALUES (?, ?, ?, ?, 1) RETURNING id")
-        .bind(&m.prefix)
-        .bind(data)
-        .bind(file)
-        .bind(size as i64)
-        .fetch_one(&mut *c)
-        .await?
-        .try_get(0)?;
-    let envelope = serde_json::to_string(&m.envelope).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let body_id: i64 = sqlx::query(
+        "INSERT INTO bodies (prefix, data, path, size, refs) VALUES (?, ?, ?, ?, 1) RETURNING id",
+    )
+    .bind(&m.prefix)
+    .bind(data)
+    .bind(file)
+    .bind(size as i64)
+    .fetch_one(&mut *c)
+    .await?
+    .try_get(0)?;
+    let envelope =
+        serde_json::to_string(&m.envelope).map_err(|e| StoreError::Invalid(e.to_string()))?;
     let now = now_ms();
     sqlx::query("INSERT INTO queue (id, body_id, envelope, created_at) VALUES (?, ?, ?, ?)")
         .bind(&m.id)
@@ -156,7 +233,8 @@ async fn enqueue(c: &mut SqliteConnection, m: NewMessage, file: Option<String>) 
         .await?;
     for (idx, r) in m.recipients.iter().enumerate() {
         let dsn = serde_json::to_string(&r.dsn).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let dest = serde_json::to_string(&r.destination).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let dest = serde_json::to_string(&r.destination)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
         sqlx::query(
             "INSERT INTO queue_recipients (queue_id, idx, address, dsn, destination, state, next_attempt) \
              VALUES (?, ?, ?, ?, ?, 'queued', ?)",
@@ -173,7 +251,11 @@ async fn enqueue(c: &mut SqliteConnection, m: NewMessage, file: Option<String>) 
     Ok(())
 }
 
-async fn record(c: &mut SqliteConnection, r: DeliveryReport, unlink: &mut Vec<PathBuf>) -> Result<()> {
+async fn record(
+    c: &mut SqliteConnection,
+    r: DeliveryReport,
+    unlink: &mut Vec<PathBuf>,
+) -> Result<()> {
     let row = sqlx::query(
         "SELECT q.body_id, b.size, r.state FROM queue q JOIN bodies b ON b.id = q.body_id \
          JOIN queue_recipients r ON r.queue_id = q.id WHERE q.id = ? AND r.idx = ?",
@@ -221,11 +303,25 @@ async fn record(c: &mut SqliteConnection, r: DeliveryReport, unlink: &mut Vec<Pa
             .bind(&r.queue_id)
             .execute(&mut *c)
             .await?;
-            sqlx::query("UPDATE bodies SET refs = refs + 1 WHERE id = ?").bind(body_id).execute(&mut *c).await?;
+            sqlx::query("UPDATE bodies SET refs = refs + 1 WHERE id = ?")
+                .bind(body_id)
+                .execute(&mut *c)
+                .await?;
             set_state(c, &r.queue_id, r.idx, "delivered", None, None).await?;
         }
-        Outcome::Deferred { error, next_attempt } => {
-            set_state(c, &r.queue_id, r.idx, "deferred", Some(error), Some(next_attempt)).await?;
+        Outcome::Deferred {
+            error,
+            next_attempt,
+        } => {
+            set_state(
+                c,
+                &r.queue_id,
+                r.idx,
+                "deferred",
+                Some(error),
+                Some(next_attempt),
+            )
+            .await?;
         }
         Outcome::Failed { error } => {
             set_state(c, &r.queue_id, r.idx, "failed", Some(error), None).await?;
@@ -236,7 +332,10 @@ async fn record(c: &mut SqliteConnection, r: DeliveryReport, unlink: &mut Vec<Pa
         .fetch_optional(&mut *c)
         .await?;
     if open.is_none() {
-        sqlx::query("DELETE FROM queue WHERE id = ?").bind(&r.queue_id).execute(&mut *c).await?;
+        sqlx::query("DELETE FROM queue WHERE id = ?")
+            .bind(&r.queue_id)
+            .execute(&mut *c)
+            .await?;
         release_body(c, body_id, unlink).await?;
     }
     Ok(())
@@ -265,7 +364,11 @@ async fn set_state(
 }
 
 /// Drops one reference to a body; the last one removes it (and its file, after the commit).
-async fn release_body(c: &mut SqliteConnection, body_id: i64, unlink: &mut Vec<PathBuf>) -> Result<()> {
+async fn release_body(
+    c: &mut SqliteConnection,
+    body_id: i64,
+    unlink: &mut Vec<PathBuf>,
+) -> Result<()> {
     let row = sqlx::query("UPDATE bodies SET refs = refs - 1 WHERE id = ? RETURNING refs, path")
         .bind(body_id)
         .fetch_optional(&mut *c)
@@ -274,7 +377,10 @@ async fn release_body(c: &mut SqliteConnection, body_id: i64, unlink: &mut Vec<P
         let refs: i64 = row.try_get(0)?;
         let path: Option<String> = row.try_get(1)?;
         if refs <= 0 {
-            sqlx::query("DELETE FROM bodies WHERE id = ?").bind(body_id).execute(&mut *c).await?;
+            sqlx::query("DELETE FROM bodies WHERE id = ?")
+                .bind(body_id)
+                .execute(&mut *c)
+                .await?;
             if let Some(p) = path {
                 unlink.push(PathBuf::from(p));
             }

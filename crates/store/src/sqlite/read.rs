@@ -1,7 +1,7 @@
 //! Reads, through the connection pool (never blocked by the writer in WAL mode).
 
-use crate::types::*;
 use crate::Result;
+use crate::types::*;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 use std::collections::HashSet;
@@ -16,40 +16,65 @@ pub(super) async fn domain(pool: &SqlitePool, name: &str) -> Result<Option<Domai
 }
 
 fn domain_row(r: &SqliteRow) -> Result<DomainRecord> {
-    Ok(DomainRecord { name: r.try_get(0)?, catch_all: r.try_get(1)?, created_at: r.try_get(2)? })
+    Ok(DomainRecord {
+        name: r.try_get(0)?,
+        catch_all: r.try_get(1)?,
+        created_at: r.try_get(2)?,
+    })
 }
 
 pub(super) async fn domains(pool: &SqlitePool) -> Result<Vec<DomainRecord>> {
-    let rows = sqlx::query("SELECT name, catch_all, created_at FROM domains ORDER BY name").fetch_all(pool).await?;
+    let rows = sqlx::query("SELECT name, catch_all, created_at FROM domains ORDER BY name")
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(domain_row).collect()
 }
 
 fn account_row(r: &SqliteRow) -> Result<AccountRecord> {
-    Ok(AccountRecord { address: r.try_get(0)?, password_hash: r.try_get(1)?, created_at: r.try_get(2)? })
+    Ok(AccountRecord {
+        address: r.try_get(0)?,
+        password_hash: r.try_get(1)?,
+        created_at: r.try_get(2)?,
+    })
 }
 
 pub(super) async fn account(pool: &SqlitePool, address: &str) -> Result<Option<AccountRecord>> {
-    let row = sqlx::query("SELECT address, password_hash, created_at FROM accounts WHERE address = ?")
-        .bind(address)
-        .fetch_optional(pool)
-        .await?;
+    let row =
+        sqlx::query("SELECT address, password_hash, created_at FROM accounts WHERE address = ?")
+            .bind(address)
+            .fetch_optional(pool)
+            .await?;
     row.map(|r| account_row(&r)).transpose()
 }
 
 pub(super) async fn accounts(pool: &SqlitePool) -> Result<Vec<AccountRecord>> {
-    let rows = sqlx::query("SELECT address, password_hash, created_at FROM accounts ORDER BY domain, address")
-        .fetch_all(pool)
-        .await?;
+    let rows = sqlx::query(
+        "SELECT address, password_hash, created_at FROM accounts ORDER BY domain, address",
+    )
+    .fetch_all(pool)
+    .await?;
     rows.iter().map(account_row).collect()
 }
 
 pub(super) async fn aliases(pool: &SqlitePool) -> Result<Vec<AliasRecord>> {
-    let rows = sqlx::query("SELECT alias, target FROM aliases ORDER BY alias, target").fetch_all(pool).await?;
-    rows.iter().map(|r| Ok(AliasRecord { alias: r.try_get(0)?, target: r.try_get(1)? })).collect()
+    let rows = sqlx::query("SELECT alias, target FROM aliases ORDER BY alias, target")
+        .fetch_all(pool)
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AliasRecord {
+                alias: r.try_get(0)?,
+                target: r.try_get(1)?,
+            })
+        })
+        .collect()
 }
 
 pub(super) async fn alias_targets(pool: &SqlitePool, alias: &str) -> Result<Vec<String>> {
-    let rows = sqlx::query("SELECT target FROM aliases WHERE alias = ? ORDER BY target").bind(alias).fetch_all(pool).await?;
+    let rows = sqlx::query("SELECT target FROM aliases WHERE alias = ? ORDER BY target")
+        .bind(alias)
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
@@ -107,7 +132,8 @@ fn group(rows: Vec<SqliteRow>) -> Result<Vec<QueuedMessage>> {
                 last_error: row.try_get(13)?,
             }),
             _ => {
-                msg.quarantined.get_or_insert(format!("unreadable recipient {idx}"));
+                msg.quarantined
+                    .get_or_insert(format!("unreadable recipient {idx}"));
             }
         }
     }
@@ -119,34 +145,63 @@ fn group(rows: Vec<SqliteRow>) -> Result<Vec<QueuedMessage>> {
     Ok(out)
 }
 
-pub(super) async fn due(pool: &SqlitePool, now_ms: i64, limit: usize) -> Result<Vec<QueuedMessage>> {
+pub(super) async fn due(
+    pool: &SqlitePool,
+    now_ms: i64,
+    limit: usize,
+) -> Result<Vec<QueuedMessage>> {
     let sql = format!(
         "{QUEUE_SELECT} WHERE q.id IN (SELECT DISTINCT r2.queue_id FROM queue_recipients r2 \
          JOIN queue q2 ON q2.id = r2.queue_id \
          WHERE r2.state IN ('queued', 'deferred') AND r2.next_attempt <= ? AND q2.quarantined IS NULL \
          ORDER BY r2.queue_id LIMIT ?) ORDER BY q.id, r.idx"
     );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms).bind(limit as i64).fetch_all(pool).await?;
-    Ok(group(rows)?.into_iter().filter(|m| m.quarantined.is_none()).collect())
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now_ms)
+        .bind(limit as i64)
+        .fetch_all(pool)
+        .await?;
+    Ok(group(rows)?
+        .into_iter()
+        .filter(|m| m.quarantined.is_none())
+        .collect())
 }
 
 pub(super) async fn queue_all(pool: &SqlitePool) -> Result<Vec<QueuedMessage>> {
     let sql = format!("{QUEUE_SELECT} ORDER BY q.id, r.idx");
-    group(sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(pool).await?)
+    group(
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(pool)
+            .await?,
+    )
 }
 
 pub(super) async fn queue_one(pool: &SqlitePool, id: &str) -> Result<Option<QueuedMessage>> {
     let sql = format!("{QUEUE_SELECT} WHERE q.id = ? ORDER BY r.idx");
-    Ok(group(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(id).fetch_all(pool).await?)?.into_iter().next())
+    Ok(group(
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_all(pool)
+            .await?,
+    )?
+    .into_iter()
+    .next())
 }
 
 /// Why a queue entry cannot be delivered, if it cannot: body missing, file missing or short.
-pub(super) async fn check_entry(pool: &SqlitePool, data_dir: &Path, m: &QueuedMessage) -> Result<Option<String>> {
-    let row = sqlx::query("SELECT length(prefix), length(data), path, size FROM bodies WHERE id = ?")
-        .bind(m.body_id)
-        .fetch_optional(pool)
-        .await?;
-    let Some(row) = row else { return Ok(Some("message body missing".into())) };
+pub(super) async fn check_entry(
+    pool: &SqlitePool,
+    data_dir: &Path,
+    m: &QueuedMessage,
+) -> Result<Option<String>> {
+    let row =
+        sqlx::query("SELECT length(prefix), length(data), path, size FROM bodies WHERE id = ?")
+            .bind(m.body_id)
+            .fetch_optional(pool)
+            .await?;
+    let Some(row) = row else {
+        return Ok(Some("message body missing".into()));
+    };
     let prefix_len: i64 = row.try_get(0)?;
     let data_len: Option<i64> = row.try_get(1)?;
     let path: Option<String> = row.try_get(2)?;
@@ -160,17 +215,27 @@ pub(super) async fn check_entry(pool: &SqlitePool, data_dir: &Path, m: &QueuedMe
         (None, None) => return Ok(Some("message body empty".into())),
     };
     if prefix_len + actual != size {
-        return Ok(Some(format!("body has {} octets, expected {size}", prefix_len + actual)));
+        return Ok(Some(format!(
+            "body has {} octets, expected {size}",
+            prefix_len + actual
+        )));
     }
     Ok(None)
 }
 
 pub(super) async fn body_paths(pool: &SqlitePool) -> Result<HashSet<String>> {
-    let rows = sqlx::query("SELECT path FROM bodies WHERE path IS NOT NULL").fetch_all(pool).await?;
+    let rows = sqlx::query("SELECT path FROM bodies WHERE path IS NOT NULL")
+        .fetch_all(pool)
+        .await?;
     rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
-pub(super) async fn body(pool: &SqlitePool, data_dir: &Path, body_id: i64, limit: Option<usize>) -> Result<Vec<u8>> {
+pub(super) async fn body(
+    pool: &SqlitePool,
+    data_dir: &Path,
+    body_id: i64,
+    limit: Option<usize>,
+) -> Result<Vec<u8>> {
     let row = sqlx::query("SELECT prefix, data, path FROM bodies WHERE id = ?")
         .bind(body_id)
         .fetch_optional(pool)
@@ -189,7 +254,11 @@ pub(super) async fn body(pool: &SqlitePool, data_dir: &Path, body_id: i64, limit
                 .map_err(|e| crate::StoreError::Invalid(format!("read task failed: {e}")))??;
             out.extend_from_slice(&bytes);
         }
-        (None, None) => return Err(crate::StoreError::Corrupt(format!("body {body_id} has no content"))),
+        (None, None) => {
+            return Err(crate::StoreError::Corrupt(format!(
+                "body {body_id} has no content"
+            )));
+        }
     }
     if let Some(l) = limit {
         out.truncate(l);
@@ -213,7 +282,10 @@ fn read_file(path: &Path, limit: Option<usize>) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-pub(super) async fn mailbox_messages(pool: &SqlitePool, owner: &str) -> Result<Vec<MailboxMessage>> {
+pub(super) async fn mailbox_messages(
+    pool: &SqlitePool,
+    owner: &str,
+) -> Result<Vec<MailboxMessage>> {
     let rows = sqlx::query(
         "SELECT m.id, mb.name, m.uid, m.size, m.received_at, m.queue_id FROM mailbox_messages m \
          JOIN mailboxes mb ON mb.id = m.mailbox_id WHERE mb.owner = ? ORDER BY m.id",
@@ -253,7 +325,13 @@ pub(super) async fn mailbox_read(
     let Some(row) = row else { return Ok(None) };
     let mut out: Vec<u8> = row.try_get(0)?;
     let body_id: i64 = row.try_get(1)?;
-    let rest = body(pool, data_dir, body_id, limit.map(|l| l.saturating_sub(out.len()))).await?;
+    let rest = body(
+        pool,
+        data_dir,
+        body_id,
+        limit.map(|l| l.saturating_sub(out.len())),
+    )
+    .await?;
     out.extend_from_slice(&rest);
     Ok(Some(out))
 }

@@ -5,14 +5,21 @@ use std::sync::Arc;
 fn message(body: NewBody, owners: &[&str]) -> NewMessage {
     NewMessage {
         id: new_queue_id(),
-        envelope: Envelope { sender: "a@remote.test".into(), received_at: 1, ..Default::default() },
+        envelope: Envelope {
+            sender: "a@remote.test".into(),
+            received_at: 1,
+            ..Default::default()
+        },
         prefix: b"Received: test\r\n".to_vec(),
         body,
         recipients: owners
             .iter()
             .map(|o| NewRecipient {
                 address: o.to_string(),
-                dsn: RecipientDsn { notify: vec!["FAILURE".into()], orcpt: Some(format!("rfc822;{o}")) },
+                dsn: RecipientDsn {
+                    notify: vec!["FAILURE".into()],
+                    orcpt: Some(format!("rfc822;{o}")),
+                },
                 destination: Destination::Mailbox(o.to_string()),
             })
             .collect(),
@@ -23,7 +30,10 @@ fn delivered(m: &QueuedMessage, idx: u32, owner: &str) -> DeliveryReport {
     DeliveryReport {
         queue_id: m.id.clone(),
         idx,
-        outcome: Outcome::Delivered { owner: owner.into(), prefix: b"Return-Path: <a@remote.test>\r\n".to_vec() },
+        outcome: Outcome::Delivered {
+            owner: owner.into(),
+            prefix: b"Return-Path: <a@remote.test>\r\n".to_vec(),
+        },
     }
 }
 
@@ -31,34 +41,71 @@ fn delivered(m: &QueuedMessage, idx: u32, owner: &str) -> DeliveryReport {
 async fn enqueued_message_is_due_and_delivery_stores_it_once_with_prefixes() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).await.unwrap();
-    store.enqueue(message(NewBody::Memory(b"Subject: hi\r\n\r\nbody\r\n".to_vec()), &["u@x.test", "v@x.test"])).await.unwrap();
+    store
+        .enqueue(message(
+            NewBody::Memory(b"Subject: hi\r\n\r\nbody\r\n".to_vec()),
+            &["u@x.test", "v@x.test"],
+        ))
+        .await
+        .unwrap();
     let due = store.due_messages(i64::MAX, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     let m = &due[0];
     assert_eq!(m.recipients.len(), 2);
-    assert_eq!(m.recipients[0].dsn.orcpt.as_deref(), Some("rfc822;u@x.test"));
-    store.record_deliveries(vec![delivered(m, 0, "u@x.test"), delivered(m, 1, "v@x.test")]).await.unwrap();
-    assert!(store.queue_list().await.unwrap().is_empty(), "all final: the entry is gone");
+    assert_eq!(
+        m.recipients[0].dsn.orcpt.as_deref(),
+        Some("rfc822;u@x.test")
+    );
+    store
+        .record_deliveries(vec![
+            delivered(m, 0, "u@x.test"),
+            delivered(m, 1, "v@x.test"),
+        ])
+        .await
+        .unwrap();
+    assert!(
+        store.queue_list().await.unwrap().is_empty(),
+        "all final: the entry is gone"
+    );
     let list = store.mailbox_messages("u@x.test").await.unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].uid, 1);
-    let raw = store.mailbox_read("u@x.test", list[0].id, None).await.unwrap().unwrap();
-    assert_eq!(raw, b"Return-Path: <a@remote.test>\r\nReceived: test\r\nSubject: hi\r\n\r\nbody\r\n");
+    let raw = store
+        .mailbox_read("u@x.test", list[0].id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        raw,
+        b"Return-Path: <a@remote.test>\r\nReceived: test\r\nSubject: hi\r\n\r\nbody\r\n"
+    );
     assert_eq!(list[0].size as usize, raw.len());
     // Another owner cannot read it by id.
-    assert!(store.mailbox_read("v@x.test", list[0].id, None).await.unwrap().is_none());
+    assert!(
+        store
+            .mailbox_read("v@x.test", list[0].id, None)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
 async fn a_deferred_recipient_stays_queued_until_its_next_attempt() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).await.unwrap();
-    store.enqueue(message(NewBody::Memory(b"x\r\n".to_vec()), &["u@x.test"])).await.unwrap();
+    store
+        .enqueue(message(NewBody::Memory(b"x\r\n".to_vec()), &["u@x.test"]))
+        .await
+        .unwrap();
     let m = store.due_messages(i64::MAX, 10).await.unwrap().remove(0);
     let report = DeliveryReport {
         queue_id: m.id.clone(),
         idx: 0,
-        outcome: Outcome::Deferred { error: "busy".into(), next_attempt: 5_000 },
+        outcome: Outcome::Deferred {
+            error: "busy".into(),
+            next_attempt: 5_000,
+        },
     };
     store.record_deliveries(vec![report]).await.unwrap();
     assert!(store.due_messages(4_999, 10).await.unwrap().is_empty());
@@ -91,7 +138,13 @@ async fn a_file_body_is_moved_into_the_store_and_removed_with_its_last_reference
     let spooled = store.spool_dir().join("incoming");
     let content = b"Subject: big\r\n\r\n".repeat(1000);
     std::fs::write(&spooled, &content).unwrap();
-    let m = message(NewBody::File { path: spooled.clone(), size: content.len() as u64 }, &["u@x.test"]);
+    let m = message(
+        NewBody::File {
+            path: spooled.clone(),
+            size: content.len() as u64,
+        },
+        &["u@x.test"],
+    );
     let id = m.id.clone();
     store.enqueue(m).await.unwrap();
     assert!(!spooled.exists());
@@ -99,9 +152,15 @@ async fn a_file_body_is_moved_into_the_store_and_removed_with_its_last_reference
     let body = store.read_body(q.body_id, None).await.unwrap();
     assert_eq!(&body[..16], b"Received: test\r\n");
     assert_eq!(&body[16..], &content[..]);
-    assert_eq!(store.read_body(q.body_id, Some(20)).await.unwrap(), &body[..20]);
+    assert_eq!(
+        store.read_body(q.body_id, Some(20)).await.unwrap(),
+        &body[..20]
+    );
     assert!(store.queue_delete(&id).await.unwrap());
-    assert!(!dir.path().join("bodies").join(&id).exists(), "the body file goes with its last reference");
+    assert!(
+        !dir.path().join("bodies").join(&id).exists(),
+        "the body file goes with its last reference"
+    );
     assert!(!store.queue_delete(&id).await.unwrap());
 }
 
@@ -114,7 +173,11 @@ async fn recovery_quarantines_an_unreadable_entry_and_keeps_the_rest() {
     let (good_id, bad_id) = (good.id.clone(), bad.id.clone());
     store.enqueue(good).await.unwrap();
     store.enqueue(bad).await.unwrap();
-    sqlx::query("UPDATE queue SET envelope = '{broken' WHERE id = ?").bind(&bad_id).execute(&store.pool).await.unwrap();
+    sqlx::query("UPDATE queue SET envelope = '{broken' WHERE id = ?")
+        .bind(&bad_id)
+        .execute(&store.pool)
+        .await
+        .unwrap();
     std::fs::write(dir.path().join("spool").join("leftover"), b"partial").unwrap();
     std::fs::write(dir.path().join("bodies").join("ORPHAN"), b"never committed").unwrap();
     let report = store.recover().await.unwrap();
@@ -122,7 +185,13 @@ async fn recovery_quarantines_an_unreadable_entry_and_keeps_the_rest() {
     assert_eq!(report.quarantined.len(), 1);
     assert_eq!(report.quarantined[0].0, bad_id);
     assert_eq!(report.orphan_files_removed, 2);
-    let due: Vec<String> = store.due_messages(i64::MAX, 10).await.unwrap().into_iter().map(|m| m.id).collect();
+    let due: Vec<String> = store
+        .due_messages(i64::MAX, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
     assert_eq!(due, vec![good_id]);
     let listed = store.queue_get(&bad_id).await.unwrap().unwrap();
     assert!(listed.quarantined.is_some());
@@ -135,7 +204,10 @@ async fn many_concurrent_enqueues_all_commit() {
     let tasks: Vec<_> = (0..200)
         .map(|_| {
             let s = store.clone();
-            tokio::spawn(async move { s.enqueue(message(NewBody::Memory(vec![b'x'; 5000]), &["u@x.test"])).await })
+            tokio::spawn(async move {
+                s.enqueue(message(NewBody::Memory(vec![b'x'; 5000]), &["u@x.test"]))
+                    .await
+            })
         })
         .collect();
     for t in tasks {
@@ -149,16 +221,51 @@ async fn directory_records_report_duplicates_and_missing_domains() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).await.unwrap();
     store.add_domain("x.test", None).await.unwrap();
-    assert!(matches!(store.add_domain("x.test", None).await, Err(StoreError::AlreadyExists(_))));
-    assert!(matches!(store.add_account("a@nope.test", "h").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(
+        store.add_domain("x.test", None).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        store.add_account("a@nope.test", "h").await,
+        Err(StoreError::NotFound(_))
+    ));
     store.add_account("a@x.test", "h1").await.unwrap();
-    assert!(matches!(store.add_account("a@x.test", "h").await, Err(StoreError::AlreadyExists(_))));
+    assert!(matches!(
+        store.add_account("a@x.test", "h").await,
+        Err(StoreError::AlreadyExists(_))
+    ));
     assert!(store.set_password("a@x.test", "h2").await.unwrap());
-    assert_eq!(store.get_account("a@x.test").await.unwrap().unwrap().password_hash, "h2");
+    assert_eq!(
+        store
+            .get_account("a@x.test")
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        "h2"
+    );
     store.add_alias("sales@x.test", "a@x.test").await.unwrap();
-    assert_eq!(store.alias_targets("sales@x.test").await.unwrap(), vec!["a@x.test"]);
-    store.set_catch_all("x.test", Some("a@x.test")).await.unwrap();
-    assert_eq!(store.get_domain("x.test").await.unwrap().unwrap().catch_all.as_deref(), Some("a@x.test"));
+    assert_eq!(
+        store.alias_targets("sales@x.test").await.unwrap(),
+        vec!["a@x.test"]
+    );
+    store
+        .set_catch_all("x.test", Some("a@x.test"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_domain("x.test")
+            .await
+            .unwrap()
+            .unwrap()
+            .catch_all
+            .as_deref(),
+        Some("a@x.test")
+    );
     assert!(store.remove_domain("x.test").await.unwrap());
-    assert!(store.get_account("a@x.test").await.unwrap().is_none(), "accounts go with their domain");
+    assert!(
+        store.get_account("a@x.test").await.unwrap().is_none(),
+        "accounts go with their domain"
+    );
 }

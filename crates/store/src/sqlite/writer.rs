@@ -7,7 +7,7 @@
 use super::ops::{self, WriteOp, WriteOut};
 use crate::{Result, StoreError};
 use sqlx::{Connection, SqliteConnection};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most jobs in one transaction; bounds the latency a job can add to its batch-mates.
@@ -19,7 +19,11 @@ pub(crate) struct Job {
 }
 
 /// Runs until every sender is dropped.
-pub(crate) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>, data_dir: PathBuf) {
+pub(crate) async fn run(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Job>,
+    data_dir: PathBuf,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     loop {
         if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
@@ -34,7 +38,11 @@ pub(crate) async fn run(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>,
     let _ = conn.close().await;
 }
 
-async fn run_batch(conn: &mut SqliteConnection, batch: &mut [Job], data_dir: &PathBuf) -> Vec<Result<WriteOut>> {
+async fn run_batch(
+    conn: &mut SqliteConnection,
+    batch: &mut [Job],
+    data_dir: &Path,
+) -> Vec<Result<WriteOut>> {
     let mut results = Vec::with_capacity(batch.len());
     let mut unlink = Vec::new();
     let outcome: Result<()> = async {
@@ -72,7 +80,10 @@ async fn run_batch(conn: &mut SqliteConnection, batch: &mut [Job], data_dir: &Pa
         Err(e) => {
             tracing::error!(error = %e, jobs = batch.len(), "group commit failed; the batch is rolled back");
             let msg = e.to_string();
-            batch.iter().map(|_| Err(StoreError::Invalid(format!("commit failed: {msg}")))).collect()
+            batch
+                .iter()
+                .map(|_| Err(StoreError::Invalid(format!("commit failed: {msg}"))))
+                .collect()
         }
     }
 }
