@@ -19,21 +19,22 @@ CREATE TABLE aliases (
     PRIMARY KEY (alias, target)
 );
 
--- Message content, written once and referenced by the queue and by mailboxes.
+-- Message content, written once and referenced by the queue and by mailboxes; named by the
+-- queue id the message arrived with, and removed when neither a queue entry nor a mailbox
+-- message refers to it any more.
 -- `prefix` holds the header lines intake added; the original message is in `data` (small
 -- messages) or in the file `path` relative to the data directory (large ones).
 CREATE TABLE bodies (
-    id      INTEGER PRIMARY KEY,
+    id      TEXT PRIMARY KEY,
     prefix  BLOB NOT NULL,
     data    BLOB,
     path    TEXT,
-    size    INTEGER NOT NULL,               -- prefix + original, in octets
-    refs    INTEGER NOT NULL                -- queue entries and mailbox messages using it
+    size    INTEGER NOT NULL                -- prefix + original, in octets
 );
 
 CREATE TABLE queue (
     id           TEXT PRIMARY KEY,
-    body_id      INTEGER NOT NULL,
+    body_id      TEXT NOT NULL,
     envelope     TEXT NOT NULL,             -- JSON: see store::Envelope
     created_at   INTEGER NOT NULL,          -- unix ms
     quarantined  TEXT                       -- reason, when recovery found the entry unusable
@@ -66,7 +67,7 @@ CREATE TABLE mailbox_messages (
     id           INTEGER PRIMARY KEY,
     mailbox_id   INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
     uid          INTEGER NOT NULL,
-    body_id      INTEGER NOT NULL,
+    body_id      TEXT NOT NULL,
     prefix       BLOB NOT NULL,             -- Return-Path and Delivered-To, added at delivery
     size         INTEGER NOT NULL,          -- the whole message as stored
     received_at  INTEGER NOT NULL,          -- unix ms
@@ -74,3 +75,4 @@ CREATE TABLE mailbox_messages (
     flags        TEXT NOT NULL DEFAULT '',
     UNIQUE (mailbox_id, uid)
 );
+CREATE INDEX mailbox_messages_body ON mailbox_messages(body_id);

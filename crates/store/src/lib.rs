@@ -118,7 +118,7 @@ pub trait Store: Send + Sync + 'static {
     // ---- bodies and mailboxes -------------------------------------------------------------
     /// The whole stored content of a body (intake's prefix + the original), or the first
     /// `limit` octets of it.
-    async fn read_body(&self, body_id: i64, limit: Option<usize>) -> Result<Vec<u8>>;
+    async fn read_body(&self, body_id: &str, limit: Option<usize>) -> Result<Vec<u8>>;
     /// Messages in an owner's mailboxes, oldest first.
     async fn mailbox_messages(&self, owner: &str) -> Result<Vec<MailboxMessage>>;
     /// The raw stored message (delivery prefix + body), or its first `limit` octets.

@@ -170,7 +170,8 @@ pub struct QueuedRecipient {
 pub struct QueuedMessage {
     pub id: String,
     pub envelope: Envelope,
-    pub body_id: i64,
+    /// The body this entry refers to (named by the queue id the message arrived with).
+    pub body_id: String,
     pub size: u64,
     pub created_at: i64,
     pub recipients: Vec<QueuedRecipient>,

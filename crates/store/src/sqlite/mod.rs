@@ -249,7 +249,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn read_body(&self, body_id: i64, limit: Option<usize>) -> Result<Vec<u8>> {
+    async fn read_body(&self, body_id: &str, limit: Option<usize>) -> Result<Vec<u8>> {
         read::body(&self.pool, &self.data_dir, body_id, limit).await
     }
 

@@ -1,8 +1,15 @@
-//! The write operations the writer task applies, each inside its own savepoint.
+//! The write operations the writer task applies.
+//!
+//! The two hot operations, enqueue and delivery reports, are applied a whole batch at a time
+//! with a few multi-row statements (`bulk_enqueue`, `bulk_report`): with SQLite behind sqlx
+//! every statement is a round trip to the connection's thread, so statements per batch, not per
+//! message, is what keeps group commit fast. Everything else runs one operation at a time.
 
 use crate::types::*;
 use crate::{Result, StoreError};
-use sqlx::{Row, SqliteConnection};
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, Row, SqliteConnection};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 pub(crate) enum WriteOp {
@@ -69,6 +76,35 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
+fn exists_error(e: sqlx::Error, what: impl FnOnce() -> String) -> StoreError {
+    if is_unique_violation(&e) {
+        StoreError::AlreadyExists(what())
+    } else {
+        e.into()
+    }
+}
+
+/// `(?,?,?),(?,?,?)` for `rows` rows of `cols` placeholders.
+fn placeholders(rows: usize, cols: usize) -> String {
+    let row = format!("({})", vec!["?"; cols].join(","));
+    vec![row; rows].join(",")
+}
+
+fn args() -> SqliteArguments {
+    SqliteArguments::default()
+}
+
+fn bind<'q, T>(a: &mut SqliteArguments, v: T) -> Result<()>
+where
+    T: 'q + sqlx::Encode<'q, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+{
+    a.add(v)
+        .map_err(|e| StoreError::Invalid(format!("binding a value: {e}")))
+}
+
+/// Rows per multi-row statement, well under SQLite's limit of 32766 bound values.
+const ROWS_PER_STATEMENT: usize = 400;
+
 /// Applies one operation. Files (relative to the data dir) to remove after the commit are
 /// pushed to `unlink`.
 pub(crate) async fn apply(
@@ -84,13 +120,7 @@ pub(crate) async fn apply(
                 .bind(now_ms())
                 .execute(&mut *c)
                 .await
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        StoreError::AlreadyExists(format!("domain {name}"))
-                    } else {
-                        e.into()
-                    }
-                })?;
+                .map_err(|e| exists_error(e, || format!("domain {name}")))?;
             Ok(WriteOut::Unit)
         }
         WriteOp::SetCatchAll { name, target } => {
@@ -130,7 +160,7 @@ pub(crate) async fn apply(
                 .bind(now_ms())
                 .execute(&mut *c)
                 .await
-                .map_err(|e| if is_unique_violation(&e) { StoreError::AlreadyExists(format!("account {address}")) } else { e.into() })?;
+                .map_err(|e| exists_error(e, || format!("account {address}")))?;
             Ok(WriteOut::Unit)
         }
         WriteOp::SetPassword { address, hash } => {
@@ -154,13 +184,7 @@ pub(crate) async fn apply(
                 .bind(&target)
                 .execute(&mut *c)
                 .await
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        StoreError::AlreadyExists(format!("alias {alias} → {target}"))
-                    } else {
-                        e.into()
-                    }
-                })?;
+                .map_err(|e| exists_error(e, || format!("alias {alias} → {target}")))?;
             Ok(WriteOut::Unit)
         }
         WriteOp::RemoveAlias { alias, target } => {
@@ -172,23 +196,23 @@ pub(crate) async fn apply(
             Ok(WriteOut::Bool(r.rows_affected() > 0))
         }
         WriteOp::Enqueue { message, file } => {
-            enqueue(c, *message, file).await.map(|_| WriteOut::Unit)
+            bulk_enqueue(c, &[(*message, file)]).await?;
+            Ok(WriteOut::Unit)
         }
-        WriteOp::Report(report) => record(c, report, unlink).await.map(|_| WriteOut::Unit),
+        WriteOp::Report(report) => {
+            bulk_report(c, &[report], unlink).await?;
+            Ok(WriteOut::Unit)
+        }
         WriteOp::QueueDelete { id } => {
-            let row = sqlx::query("SELECT body_id FROM queue WHERE id = ?")
+            let gone = sqlx::query("DELETE FROM queue WHERE id = ? RETURNING body_id")
                 .bind(&id)
                 .fetch_optional(&mut *c)
                 .await?;
-            let Some(row) = row else {
+            let Some(row) = gone else {
                 return Ok(WriteOut::Bool(false));
             };
-            let body_id: i64 = row.try_get(0)?;
-            sqlx::query("DELETE FROM queue WHERE id = ?")
-                .bind(&id)
-                .execute(&mut *c)
-                .await?;
-            release_body(c, body_id, unlink).await?;
+            let body: String = row.try_get(0)?;
+            release_bodies(c, &[body], unlink).await?;
             Ok(WriteOut::Bool(true))
         }
         WriteOp::Quarantine { id, reason } => {
@@ -205,183 +229,302 @@ pub(crate) async fn apply(
     }
 }
 
-async fn enqueue(c: &mut SqliteConnection, m: NewMessage, file: Option<String>) -> Result<()> {
-    let size = m.prefix.len() as u64 + m.body.len();
-    let data = match m.body {
-        NewBody::Memory(v) => Some(v),
-        NewBody::File { .. } => None,
-    };
-    let body_id: i64 = sqlx::query(
-        "INSERT INTO bodies (prefix, data, path, size, refs) VALUES (?, ?, ?, ?, 1) RETURNING id",
-    )
-    .bind(&m.prefix)
-    .bind(data)
-    .bind(file)
-    .bind(size as i64)
-    .fetch_one(&mut *c)
-    .await?
-    .try_get(0)?;
-    let envelope =
-        serde_json::to_string(&m.envelope).map_err(|e| StoreError::Invalid(e.to_string()))?;
+/// Writes many new messages with one multi-row INSERT per table.
+pub(crate) async fn bulk_enqueue(
+    c: &mut SqliteConnection,
+    messages: &[(NewMessage, Option<String>)],
+) -> Result<()> {
     let now = now_ms();
-    sqlx::query("INSERT INTO queue (id, body_id, envelope, created_at) VALUES (?, ?, ?, ?)")
-        .bind(&m.id)
-        .bind(body_id)
-        .bind(envelope)
-        .bind(now)
-        .execute(&mut *c)
-        .await?;
-    for (idx, r) in m.recipients.iter().enumerate() {
-        let dsn = serde_json::to_string(&r.dsn).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let dest = serde_json::to_string(&r.destination)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        sqlx::query(
-            "INSERT INTO queue_recipients (queue_id, idx, address, dsn, destination, state, next_attempt) \
-             VALUES (?, ?, ?, ?, ?, 'queued', ?)",
-        )
-        .bind(&m.id)
-        .bind(idx as i64)
-        .bind(&r.address)
-        .bind(dsn)
-        .bind(dest)
-        .bind(now)
-        .execute(&mut *c)
-        .await?;
+    let mut envelopes = Vec::with_capacity(messages.len());
+    for (m, _) in messages {
+        envelopes.push(
+            serde_json::to_string(&m.envelope).map_err(|e| StoreError::Invalid(e.to_string()))?,
+        );
+    }
+    for (chunk, envs) in messages
+        .chunks(ROWS_PER_STATEMENT)
+        .zip(envelopes.chunks(ROWS_PER_STATEMENT))
+    {
+        let mut a = args();
+        for (m, file) in chunk {
+            let size = m.prefix.len() as u64 + m.body.len();
+            bind(&mut a, m.id.as_str())?;
+            bind(&mut a, m.prefix.as_slice())?;
+            match &m.body {
+                NewBody::Memory(v) => bind(&mut a, v.as_slice())?,
+                NewBody::File { .. } => bind(&mut a, Option::<&[u8]>::None)?,
+            }
+            bind(&mut a, file.as_deref())?;
+            bind(&mut a, size as i64)?;
+        }
+        let sql = format!(
+            "INSERT INTO bodies (id, prefix, data, path, size) VALUES {}",
+            placeholders(chunk.len(), 5)
+        );
+        sqlx::query_with(sqlx::AssertSqlSafe(sql), a)
+            .execute(&mut *c)
+            .await?;
+        let mut a = args();
+        for ((m, _), env) in chunk.iter().zip(envs) {
+            bind(&mut a, m.id.as_str())?;
+            bind(&mut a, m.id.as_str())?;
+            bind(&mut a, env.as_str())?;
+            bind(&mut a, now)?;
+        }
+        let sql = format!(
+            "INSERT INTO queue (id, body_id, envelope, created_at) VALUES {}",
+            placeholders(chunk.len(), 4)
+        );
+        sqlx::query_with(sqlx::AssertSqlSafe(sql), a)
+            .execute(&mut *c)
+            .await?;
+    }
+    let mut rows = Vec::new();
+    for (m, _) in messages {
+        for (idx, r) in m.recipients.iter().enumerate() {
+            let dsn =
+                serde_json::to_string(&r.dsn).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            let dest = serde_json::to_string(&r.destination)
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            rows.push((m.id.as_str(), idx as i64, r.address.as_str(), dsn, dest));
+        }
+    }
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut a = args();
+        for (id, idx, address, dsn, dest) in chunk {
+            bind(&mut a, *id)?;
+            bind(&mut a, *idx)?;
+            bind(&mut a, *address)?;
+            bind(&mut a, dsn.as_str())?;
+            bind(&mut a, dest.as_str())?;
+            bind(&mut a, now)?;
+        }
+        let sql = format!(
+            "INSERT INTO queue_recipients (queue_id, idx, address, dsn, destination, next_attempt, state) \
+             SELECT column1, column2, column3, column4, column5, column6, 'queued' FROM (VALUES {})",
+            placeholders(chunk.len(), 6)
+        );
+        sqlx::query_with(sqlx::AssertSqlSafe(sql), a)
+            .execute(&mut *c)
+            .await?;
     }
     Ok(())
 }
 
-async fn record(
+/// Applies many delivery reports with a few statements: moves pending recipients to their new
+/// state (reports for recipients already final, or entries deleted meanwhile, change nothing),
+/// stores delivered copies in their INBOX, and removes queue entries that are complete.
+pub(crate) async fn bulk_report(
     c: &mut SqliteConnection,
-    r: DeliveryReport,
+    reports: &[DeliveryReport],
     unlink: &mut Vec<PathBuf>,
 ) -> Result<()> {
-    let row = sqlx::query(
-        "SELECT q.body_id, b.size, r.state FROM queue q JOIN bodies b ON b.id = q.body_id \
-         JOIN queue_recipients r ON r.queue_id = q.id WHERE q.id = ? AND r.idx = ?",
-    )
-    .bind(&r.queue_id)
-    .bind(r.idx as i64)
-    .fetch_optional(&mut *c)
-    .await?;
-    // Deleted by an admin meanwhile, or already final: nothing to do.
-    let Some(row) = row else { return Ok(()) };
-    let body_id: i64 = row.try_get(0)?;
-    let body_size: i64 = row.try_get(1)?;
-    let state: String = row.try_get(2)?;
-    if RecipientState::parse(&state).is_none_or(|s| s.is_final()) {
+    let mut touched: Vec<String> = Vec::new();
+    let mut delivered: Vec<Copy<'_>> = Vec::new();
+    for r in reports {
+        if touched.last() != Some(&r.queue_id) && !touched.contains(&r.queue_id) {
+            touched.push(r.queue_id.clone());
+        }
+        match &r.outcome {
+            Outcome::Delivered { owner, prefix } => delivered.push((
+                r.queue_id.as_str(),
+                r.idx,
+                owner.as_str(),
+                prefix.as_slice(),
+            )),
+            Outcome::Deferred {
+                error,
+                next_attempt,
+            } => {
+                sqlx::query(
+                    "UPDATE queue_recipients SET state = 'deferred', attempts = attempts + 1, last_error = ?, \
+                     next_attempt = ? WHERE queue_id = ? AND idx = ? AND state IN ('queued', 'deferred')",
+                )
+                .bind(error)
+                .bind(next_attempt)
+                .bind(&r.queue_id)
+                .bind(r.idx as i64)
+                .execute(&mut *c)
+                .await?;
+            }
+            Outcome::Failed { error } => {
+                sqlx::query(
+                    "UPDATE queue_recipients SET state = 'failed', attempts = attempts + 1, last_error = ? \
+                     WHERE queue_id = ? AND idx = ? AND state IN ('queued', 'deferred')",
+                )
+                .bind(error)
+                .bind(&r.queue_id)
+                .bind(r.idx as i64)
+                .execute(&mut *c)
+                .await?;
+            }
+        }
+    }
+    if !delivered.is_empty() {
+        store_delivered(c, delivered).await?;
+    }
+    complete_entries(c, &touched, unlink).await
+}
+
+/// A delivered copy: queue id, recipient index, mailbox owner, delivery prefix.
+type Copy<'a> = (&'a str, u32, &'a str, &'a [u8]);
+
+async fn store_delivered(c: &mut SqliteConnection, delivered: Vec<Copy<'_>>) -> Result<()> {
+    // 1. Which of these recipients were still pending: only those get a copy.
+    let mut moved: HashSet<(String, i64)> = HashSet::new();
+    for chunk in delivered.chunks(ROWS_PER_STATEMENT) {
+        let mut a = args();
+        for (id, idx, _, _) in chunk {
+            bind(&mut a, *id)?;
+            bind(&mut a, *idx as i64)?;
+        }
+        let sql = format!(
+            "UPDATE queue_recipients SET state = 'delivered', attempts = attempts + 1, last_error = NULL \
+             WHERE state IN ('queued', 'deferred') AND (queue_id, idx) IN (VALUES {}) RETURNING queue_id, idx",
+            placeholders(chunk.len(), 2)
+        );
+        for row in sqlx::query_with(sqlx::AssertSqlSafe(sql), a)
+            .fetch_all(&mut *c)
+            .await?
+        {
+            moved.insert((row.try_get(0)?, row.try_get(1)?));
+        }
+    }
+    let copies: Vec<&Copy<'_>> = delivered
+        .iter()
+        .filter(|(id, idx, _, _)| moved.contains(&(id.to_string(), *idx as i64)))
+        .collect();
+    if copies.is_empty() {
         return Ok(());
     }
-    match r.outcome {
-        Outcome::Delivered { owner, prefix } => {
-            let now = now_ms();
-            sqlx::query(
-                "INSERT OR IGNORE INTO mailboxes (owner, name, uidvalidity, uidnext) VALUES (?, 'INBOX', ?, 1)",
-            )
-            .bind(&owner)
+    // 2. Body sizes.
+    let ids: Vec<&str> = {
+        let mut v: Vec<&str> = copies.iter().map(|d| d.0).collect();
+        v.dedup();
+        v
+    };
+    let mut sizes: HashMap<String, i64> = HashMap::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let mut a = args();
+        for id in chunk {
+            bind(&mut a, *id)?;
+        }
+        let sql = format!(
+            "SELECT id, size FROM bodies WHERE id IN ({})",
+            vec!["?"; chunk.len()].join(",")
+        );
+        for row in sqlx::query_with(sqlx::AssertSqlSafe(sql), a)
+            .fetch_all(&mut *c)
+            .await?
+        {
+            sizes.insert(row.try_get(0)?, row.try_get(1)?);
+        }
+    }
+    // 3. UIDs: one range per INBOX (RFC 9051 §2.3.1.1: strictly ascending).
+    let mut per_owner: Vec<(&str, i64)> = Vec::new();
+    for d in &copies {
+        match per_owner.iter_mut().find(|(o, _)| *o == d.2) {
+            Some((_, n)) => *n += 1,
+            None => per_owner.push((d.2, 1)),
+        }
+    }
+    let now = now_ms();
+    let mut next_uid: HashMap<&str, (i64, i64)> = HashMap::new();
+    for (owner, n) in &per_owner {
+        sqlx::query("INSERT OR IGNORE INTO mailboxes (owner, name, uidvalidity, uidnext) VALUES (?, 'INBOX', ?, 1)")
+            .bind(*owner)
             .bind(now / 1000)
             .execute(&mut *c)
             .await?;
-            let mb = sqlx::query(
-                "UPDATE mailboxes SET uidnext = uidnext + 1 WHERE owner = ? AND name = 'INBOX' RETURNING id, uidnext - 1",
-            )
-            .bind(&owner)
-            .fetch_one(&mut *c)
-            .await?;
-            let mailbox_id: i64 = mb.try_get(0)?;
-            let uid: i64 = mb.try_get(1)?;
-            sqlx::query(
-                "INSERT INTO mailbox_messages (mailbox_id, uid, body_id, prefix, size, received_at, queue_id) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(mailbox_id)
-            .bind(uid)
-            .bind(body_id)
-            .bind(&prefix)
-            .bind(body_size + prefix.len() as i64)
-            .bind(now)
-            .bind(&r.queue_id)
-            .execute(&mut *c)
-            .await?;
-            sqlx::query("UPDATE bodies SET refs = refs + 1 WHERE id = ?")
-                .bind(body_id)
-                .execute(&mut *c)
-                .await?;
-            set_state(c, &r.queue_id, r.idx, "delivered", None, None).await?;
-        }
-        Outcome::Deferred {
-            error,
-            next_attempt,
-        } => {
-            set_state(
-                c,
-                &r.queue_id,
-                r.idx,
-                "deferred",
-                Some(error),
-                Some(next_attempt),
-            )
-            .await?;
-        }
-        Outcome::Failed { error } => {
-            set_state(c, &r.queue_id, r.idx, "failed", Some(error), None).await?;
-        }
-    }
-    let open = sqlx::query("SELECT 1 FROM queue_recipients WHERE queue_id = ? AND state IN ('queued', 'deferred') LIMIT 1")
-        .bind(&r.queue_id)
-        .fetch_optional(&mut *c)
+        let row = sqlx::query(
+            "UPDATE mailboxes SET uidnext = uidnext + ? WHERE owner = ? AND name = 'INBOX' RETURNING id, uidnext - ?",
+        )
+        .bind(*n)
+        .bind(*owner)
+        .bind(*n)
+        .fetch_one(&mut *c)
         .await?;
-    if open.is_none() {
-        sqlx::query("DELETE FROM queue WHERE id = ?")
-            .bind(&r.queue_id)
+        next_uid.insert(owner, (row.try_get(0)?, row.try_get(1)?));
+    }
+    // 4. The mailbox rows, all referencing the one stored body.
+    for chunk in copies.chunks(ROWS_PER_STATEMENT) {
+        let mut a = args();
+        for &&(id, _, owner, prefix) in chunk {
+            let Some((mailbox_id, uid)) = next_uid.get_mut(owner) else {
+                return Err(StoreError::Invalid(format!("no INBOX for {owner}")));
+            };
+            let size = sizes.get(id).copied().unwrap_or(0) + prefix.len() as i64;
+            bind(&mut a, *mailbox_id)?;
+            bind(&mut a, *uid)?;
+            bind(&mut a, id)?;
+            bind(&mut a, prefix)?;
+            bind(&mut a, size)?;
+            bind(&mut a, now)?;
+            bind(&mut a, id)?;
+            *uid += 1;
+        }
+        let sql = format!(
+            "INSERT INTO mailbox_messages (mailbox_id, uid, body_id, prefix, size, received_at, queue_id) VALUES {}",
+            placeholders(chunk.len(), 7)
+        );
+        sqlx::query_with(sqlx::AssertSqlSafe(sql), a)
             .execute(&mut *c)
             .await?;
-        release_body(c, body_id, unlink).await?;
     }
     Ok(())
 }
 
-async fn set_state(
+/// Removes the queue entries among `ids` whose recipients are all final, and their bodies if no
+/// mailbox message uses them.
+async fn complete_entries(
     c: &mut SqliteConnection,
-    id: &str,
-    idx: u32,
-    state: &str,
-    error: Option<String>,
-    next: Option<i64>,
-) -> Result<()> {
-    sqlx::query(
-        "UPDATE queue_recipients SET state = ?, attempts = attempts + 1, last_error = ?, \
-         next_attempt = COALESCE(?, next_attempt) WHERE queue_id = ? AND idx = ?",
-    )
-    .bind(state)
-    .bind(error)
-    .bind(next)
-    .bind(id)
-    .bind(idx as i64)
-    .execute(&mut *c)
-    .await?;
-    Ok(())
-}
-
-/// Drops one reference to a body; the last one removes it (and its file, after the commit).
-async fn release_body(
-    c: &mut SqliteConnection,
-    body_id: i64,
+    ids: &[String],
     unlink: &mut Vec<PathBuf>,
 ) -> Result<()> {
-    let row = sqlx::query("UPDATE bodies SET refs = refs - 1 WHERE id = ? RETURNING refs, path")
-        .bind(body_id)
-        .fetch_optional(&mut *c)
-        .await?;
-    if let Some(row) = row {
-        let refs: i64 = row.try_get(0)?;
-        let path: Option<String> = row.try_get(1)?;
-        if refs <= 0 {
-            sqlx::query("DELETE FROM bodies WHERE id = ?")
-                .bind(body_id)
-                .execute(&mut *c)
-                .await?;
-            if let Some(p) = path {
+    let mut done = Vec::new();
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let mut a = args();
+        for id in chunk {
+            bind(&mut a, id.as_str())?;
+        }
+        let sql = format!(
+            "DELETE FROM queue WHERE id IN ({}) AND NOT EXISTS (SELECT 1 FROM queue_recipients r \
+             WHERE r.queue_id = queue.id AND r.state IN ('queued', 'deferred')) RETURNING body_id",
+            vec!["?"; chunk.len()].join(",")
+        );
+        for row in sqlx::query_with(sqlx::AssertSqlSafe(sql), a)
+            .fetch_all(&mut *c)
+            .await?
+        {
+            done.push(row.try_get::<String, _>(0)?);
+        }
+    }
+    release_bodies(c, &done, unlink).await
+}
+
+/// Deletes the bodies among `ids` that no queue entry and no mailbox message refers to; their
+/// files are removed after the commit.
+async fn release_bodies(
+    c: &mut SqliteConnection,
+    ids: &[String],
+    unlink: &mut Vec<PathBuf>,
+) -> Result<()> {
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let mut a = args();
+        for id in chunk {
+            bind(&mut a, id.as_str())?;
+        }
+        let sql = format!(
+            "DELETE FROM bodies WHERE id IN ({}) \
+             AND NOT EXISTS (SELECT 1 FROM mailbox_messages m WHERE m.body_id = bodies.id) \
+             AND NOT EXISTS (SELECT 1 FROM queue q WHERE q.body_id = bodies.id) RETURNING path",
+            vec!["?"; chunk.len()].join(",")
+        );
+        for row in sqlx::query_with(sqlx::AssertSqlSafe(sql), a)
+            .fetch_all(&mut *c)
+            .await?
+        {
+            if let Some(p) = row.try_get::<Option<String>, _>(0)? {
                 unlink.push(PathBuf::from(p));
             }
         }

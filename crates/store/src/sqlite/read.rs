@@ -196,7 +196,7 @@ pub(super) async fn check_entry(
 ) -> Result<Option<String>> {
     let row =
         sqlx::query("SELECT length(prefix), length(data), path, size FROM bodies WHERE id = ?")
-            .bind(m.body_id)
+            .bind(&m.body_id)
             .fetch_optional(pool)
             .await?;
     let Some(row) = row else {
@@ -233,7 +233,7 @@ pub(super) async fn body_paths(pool: &SqlitePool) -> Result<HashSet<String>> {
 pub(super) async fn body(
     pool: &SqlitePool,
     data_dir: &Path,
-    body_id: i64,
+    body_id: &str,
     limit: Option<usize>,
 ) -> Result<Vec<u8>> {
     let row = sqlx::query("SELECT prefix, data, path FROM bodies WHERE id = ?")
@@ -324,11 +324,11 @@ pub(super) async fn mailbox_read(
     .await?;
     let Some(row) = row else { return Ok(None) };
     let mut out: Vec<u8> = row.try_get(0)?;
-    let body_id: i64 = row.try_get(1)?;
+    let body_id: String = row.try_get(1)?;
     let rest = body(
         pool,
         data_dir,
-        body_id,
+        &body_id,
         limit.map(|l| l.saturating_sub(out.len())),
     )
     .await?;

@@ -149,11 +149,11 @@ async fn a_file_body_is_moved_into_the_store_and_removed_with_its_last_reference
     store.enqueue(m).await.unwrap();
     assert!(!spooled.exists());
     let q = store.queue_get(&id).await.unwrap().unwrap();
-    let body = store.read_body(q.body_id, None).await.unwrap();
+    let body = store.read_body(&q.body_id, None).await.unwrap();
     assert_eq!(&body[..16], b"Received: test\r\n");
     assert_eq!(&body[16..], &content[..]);
     assert_eq!(
-        store.read_body(q.body_id, Some(20)).await.unwrap(),
+        store.read_body(&q.body_id, Some(20)).await.unwrap(),
         &body[..20]
     );
     assert!(store.queue_delete(&id).await.unwrap());
@@ -268,4 +268,68 @@ async fn directory_records_report_duplicates_and_missing_domains() {
         store.get_account("a@x.test").await.unwrap().is_none(),
         "accounts go with their domain"
     );
+}
+
+#[tokio::test]
+async fn a_failing_enqueue_does_not_fail_the_others_in_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).await.unwrap());
+    let first = message(NewBody::Memory(b"x\r\n".to_vec()), &["u@x.test"]);
+    let dup_id = first.id.clone();
+    store.enqueue(first).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = store.clone();
+        let mut m = message(NewBody::Memory(b"y\r\n".to_vec()), &["u@x.test"]);
+        if i == 10 {
+            m.id = dup_id.clone();
+        }
+        tasks.push(tokio::spawn(async move { s.enqueue(m).await }));
+    }
+    let mut failed = 0;
+    for t in tasks {
+        if t.await.unwrap().is_err() {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 1, "only the duplicate id fails");
+    assert_eq!(store.queue_list().await.unwrap().len(), 20);
+}
+
+#[tokio::test]
+async fn a_report_for_a_deleted_entry_or_a_final_recipient_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    store
+        .enqueue(message(NewBody::Memory(b"x\r\n".to_vec()), &["u@x.test"]))
+        .await
+        .unwrap();
+    let m = store.due_messages(i64::MAX, 10).await.unwrap().remove(0);
+    store
+        .record_deliveries(vec![delivered(&m, 0, "u@x.test")])
+        .await
+        .unwrap();
+    // The same report again (a retried round) stores no second copy.
+    store
+        .record_deliveries(vec![delivered(&m, 0, "u@x.test")])
+        .await
+        .unwrap();
+    assert_eq!(store.mailbox_messages("u@x.test").await.unwrap().len(), 1);
+    store
+        .enqueue(message(NewBody::Memory(b"y\r\n".to_vec()), &["u@x.test"]))
+        .await
+        .unwrap();
+    let m2 = store.due_messages(i64::MAX, 10).await.unwrap().remove(0);
+    assert!(store.queue_delete(&m2.id).await.unwrap());
+    store
+        .record_deliveries(vec![delivered(&m2, 0, "u@x.test")])
+        .await
+        .unwrap();
+    assert_eq!(store.mailbox_messages("u@x.test").await.unwrap().len(), 1);
+    // The delivered body stays while its mailbox copy exists; the deleted one is gone.
+    let bodies: i64 = sqlx::query_scalar("SELECT count(*) FROM bodies")
+        .fetch_one(&store.pool)
+        .await
+        .unwrap();
+    assert_eq!(bodies, 1);
 }
