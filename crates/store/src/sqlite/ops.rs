@@ -109,13 +109,13 @@ const ROWS_PER_STATEMENT: usize = 400;
 /// pushed to `unlink`.
 pub(crate) async fn apply(
     c: &mut SqliteConnection,
-    op: WriteOp,
+    op: &WriteOp,
     unlink: &mut Vec<PathBuf>,
 ) -> Result<WriteOut> {
     match op {
         WriteOp::AddDomain { name, catch_all } => {
             sqlx::query("INSERT INTO domains (name, catch_all, created_at) VALUES (?, ?, ?)")
-                .bind(&name)
+                .bind(name)
                 .bind(catch_all)
                 .bind(now_ms())
                 .execute(&mut *c)
@@ -195,14 +195,10 @@ pub(crate) async fn apply(
                 .await?;
             Ok(WriteOut::Bool(r.rows_affected() > 0))
         }
-        WriteOp::Enqueue { message, file } => {
-            bulk_enqueue(c, &[(*message, file)]).await?;
-            Ok(WriteOut::Unit)
-        }
-        WriteOp::Report(report) => {
-            bulk_report(c, &[report], unlink).await?;
-            Ok(WriteOut::Unit)
-        }
+        // The writer applies these in bulk; see `bulk_enqueue` and `bulk_report`.
+        WriteOp::Enqueue { .. } | WriteOp::Report(_) => Err(StoreError::Invalid(
+            "internal: bulk operation applied singly".into(),
+        )),
         WriteOp::QueueDelete { id } => {
             let gone = sqlx::query("DELETE FROM queue WHERE id = ? RETURNING body_id")
                 .bind(&id)

@@ -5,9 +5,10 @@
 //! gathers, so N concurrent sessions share one fsync instead of paying N.
 //!
 //! Within the transaction, enqueues and delivery reports are applied in bulk (a few multi-row
-//! statements for the whole batch), each group in a savepoint; should a group fail, it is
-//! retried one job at a time so one bad job cannot fail its neighbours. Other jobs run one by
-//! one, each in its own savepoint.
+//! statements for the whole batch) and other jobs one by one, all without savepoints (each
+//! statement is a round trip to SQLite's thread). Should anything fail, the transaction is
+//! rolled back and the batch redone job by job, each in its own savepoint, so one bad job
+//! cannot fail its neighbours.
 
 use super::ops::{self, WriteOp, WriteOut};
 use crate::types::{DeliveryReport, NewMessage};
@@ -44,106 +45,140 @@ pub(crate) async fn run(
     let _ = conn.close().await;
 }
 
+/// The operations of one batch, grouped: bulk groups keep their jobs' positions.
+struct Grouped {
+    singles: Vec<(usize, WriteOp)>,
+    enqueue_idx: Vec<usize>,
+    enqueues: Vec<(NewMessage, Option<String>)>,
+    report_idx: Vec<usize>,
+    reports: Vec<DeliveryReport>,
+}
+
+fn group(batch: &mut [Job]) -> Grouped {
+    let mut g = Grouped {
+        singles: Vec::new(),
+        enqueue_idx: Vec::new(),
+        enqueues: Vec::new(),
+        report_idx: Vec::new(),
+        reports: Vec::new(),
+    };
+    for (i, job) in batch.iter_mut().enumerate() {
+        match std::mem::replace(&mut job.op, WriteOp::Taken) {
+            WriteOp::Enqueue { message, file } => {
+                g.enqueue_idx.push(i);
+                g.enqueues.push((*message, file));
+            }
+            WriteOp::Report(r) => {
+                g.report_idx.push(i);
+                g.reports.push(r);
+            }
+            op => g.singles.push((i, op)),
+        }
+    }
+    g
+}
+
+type Results = Vec<Option<Result<WriteOut>>>;
+
 async fn run_batch(
     conn: &mut SqliteConnection,
     batch: &mut [Job],
     data_dir: &Path,
 ) -> Vec<Result<WriteOut>> {
-    let mut results: Vec<Option<Result<WriteOut>>> = (0..batch.len()).map(|_| None).collect();
+    let g = group(batch);
     let mut unlink = Vec::new();
-    let outcome: Result<()> = async {
-        let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
-        let mut enqueues: Vec<(usize, (NewMessage, Option<String>))> = Vec::new();
-        let mut reports: Vec<(usize, DeliveryReport)> = Vec::new();
-        for (i, job) in batch.iter_mut().enumerate() {
-            match std::mem::replace(&mut job.op, WriteOp::Taken) {
-                WriteOp::Enqueue { message, file } => enqueues.push((i, (*message, file))),
-                WriteOp::Report(r) => reports.push((i, r)),
-                op => {
-                    let mut sp = tx.begin().await?;
-                    let mut files = Vec::new();
-                    let r = ops::apply(&mut sp, op, &mut files).await;
-                    finish_savepoint(sp, r.is_ok()).await?;
-                    if r.is_ok() {
-                        unlink.extend(files);
-                    }
-                    results[i] = Some(r);
-                }
-            }
-        }
-        if !enqueues.is_empty() {
-            let (idx, items): (Vec<usize>, Vec<_>) = enqueues.into_iter().unzip();
-            let mut sp = tx.begin().await?;
-            let bulk = ops::bulk_enqueue(&mut sp, &items).await;
-            finish_savepoint(sp, bulk.is_ok()).await?;
-            if bulk.is_ok() {
-                for i in &idx {
-                    results[*i] = Some(Ok(WriteOut::Unit));
-                }
-            } else {
-                for (i, item) in idx.into_iter().zip(items) {
-                    let mut sp = tx.begin().await?;
-                    let r = ops::bulk_enqueue(&mut sp, std::slice::from_ref(&item)).await;
-                    finish_savepoint(sp, r.is_ok()).await?;
-                    results[i] = Some(r.map(|_| WriteOut::Unit));
-                }
-            }
-        }
-        if !reports.is_empty() {
-            let (idx, items): (Vec<usize>, Vec<_>) = reports.into_iter().unzip();
-            let mut sp = tx.begin().await?;
-            let mut files = Vec::new();
-            let bulk = ops::bulk_report(&mut sp, &items, &mut files).await;
-            finish_savepoint(sp, bulk.is_ok()).await?;
-            if bulk.is_ok() {
-                unlink.extend(files);
-                for i in &idx {
-                    results[*i] = Some(Ok(WriteOut::Unit));
-                }
-            } else {
-                for (i, item) in idx.into_iter().zip(items) {
-                    let mut sp = tx.begin().await?;
-                    let mut files = Vec::new();
-                    let r =
-                        ops::bulk_report(&mut sp, std::slice::from_ref(&item), &mut files).await;
-                    finish_savepoint(sp, r.is_ok()).await?;
-                    if r.is_ok() {
-                        unlink.extend(files);
-                    }
-                    results[i] = Some(r.map(|_| WriteOut::Unit));
-                }
-            }
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-    .await;
-    match outcome {
-        Ok(()) => {
-            for rel in unlink {
-                let path = data_dir.join(rel);
-                if let Err(e) = std::fs::remove_file(&path) {
-                    tracing::warn!(path = %path.display(), error = %e, "could not remove a body file no longer referenced");
-                }
-            }
-            results
-                .into_iter()
-                .map(|r| {
-                    r.unwrap_or_else(|| {
-                        Err(StoreError::Invalid("internal: job not applied".into()))
-                    })
-                })
-                .collect()
-        }
+    // Fast path: everything in one transaction without savepoints. Any error rolls it back and
+    // the batch is redone job by job, each in a savepoint.
+    let mut results = match fast(conn, &g, &mut unlink).await {
+        Ok(results) => Ok(results),
         Err(e) => {
-            tracing::error!(error = %e, jobs = batch.len(), "group commit failed; the batch is rolled back");
-            let msg = e.to_string();
-            batch
-                .iter()
-                .map(|_| Err(StoreError::Invalid(format!("commit failed: {msg}"))))
-                .collect()
+            tracing::debug!(error = %e, "batch failed as a whole; applying its jobs one by one");
+            unlink.clear();
+            careful(conn, &g, &mut unlink).await
         }
+    };
+    if let Ok(r) = &mut results {
+        for rel in unlink {
+            let path = data_dir.join(rel);
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "could not remove a body file no longer referenced");
+            }
+        }
+        return std::mem::take(r)
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| Err(StoreError::Invalid("internal: job not applied".into())))
+            })
+            .collect();
     }
+    let msg = results.err().map(|e| e.to_string()).unwrap_or_default();
+    tracing::error!(error = %msg, jobs = batch.len(), "group commit failed; the batch is rolled back");
+    batch
+        .iter()
+        .map(|_| Err(StoreError::Invalid(format!("commit failed: {msg}"))))
+        .collect()
+}
+
+async fn fast(
+    conn: &mut SqliteConnection,
+    g: &Grouped,
+    unlink: &mut Vec<PathBuf>,
+) -> Result<Results> {
+    let n = g.singles.len() + g.enqueues.len() + g.reports.len();
+    let mut results: Results = (0..n).map(|_| None).collect();
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    for (i, op) in &g.singles {
+        results[*i] = Some(Ok(ops::apply(&mut tx, op, unlink).await?));
+    }
+    if !g.enqueues.is_empty() {
+        ops::bulk_enqueue(&mut tx, &g.enqueues).await?;
+    }
+    if !g.reports.is_empty() {
+        ops::bulk_report(&mut tx, &g.reports, unlink).await?;
+    }
+    tx.commit().await?;
+    for i in g.enqueue_idx.iter().chain(&g.report_idx) {
+        results[*i] = Some(Ok(WriteOut::Unit));
+    }
+    Ok(results)
+}
+
+async fn careful(
+    conn: &mut SqliteConnection,
+    g: &Grouped,
+    unlink: &mut Vec<PathBuf>,
+) -> Result<Results> {
+    let n = g.singles.len() + g.enqueues.len() + g.reports.len();
+    let mut results: Results = (0..n).map(|_| None).collect();
+    let mut tx = conn.begin_with("BEGIN IMMEDIATE").await?;
+    for (i, op) in &g.singles {
+        let mut sp = tx.begin().await?;
+        let mut files = Vec::new();
+        let r = ops::apply(&mut sp, op, &mut files).await;
+        finish_savepoint(sp, r.is_ok()).await?;
+        if r.is_ok() {
+            unlink.extend(files);
+        }
+        results[*i] = Some(r);
+    }
+    for (i, item) in g.enqueue_idx.iter().zip(&g.enqueues) {
+        let mut sp = tx.begin().await?;
+        let r = ops::bulk_enqueue(&mut sp, std::slice::from_ref(item)).await;
+        finish_savepoint(sp, r.is_ok()).await?;
+        results[*i] = Some(r.map(|_| WriteOut::Unit));
+    }
+    for (i, item) in g.report_idx.iter().zip(&g.reports) {
+        let mut sp = tx.begin().await?;
+        let mut files = Vec::new();
+        let r = ops::bulk_report(&mut sp, std::slice::from_ref(item), &mut files).await;
+        finish_savepoint(sp, r.is_ok()).await?;
+        if r.is_ok() {
+            unlink.extend(files);
+        }
+        results[*i] = Some(r.map(|_| WriteOut::Unit));
+    }
+    tx.commit().await?;
+    Ok(results)
 }
 
 async fn finish_savepoint(sp: sqlx::Transaction<'_, sqlx::Sqlite>, ok: bool) -> Result<()> {
