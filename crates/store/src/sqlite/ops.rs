@@ -126,7 +126,7 @@ pub(crate) async fn apply(
         WriteOp::SetCatchAll { name, target } => {
             let r = sqlx::query("UPDATE domains SET catch_all = ? WHERE name = ?")
                 .bind(target)
-                .bind(&name)
+                .bind(name)
                 .execute(&mut *c)
                 .await?;
             if r.rows_affected() == 0 {
@@ -136,7 +136,7 @@ pub(crate) async fn apply(
         }
         WriteOp::RemoveDomain { name } => {
             let r = sqlx::query("DELETE FROM domains WHERE name = ?")
-                .bind(&name)
+                .bind(name)
                 .execute(&mut *c)
                 .await?;
             Ok(WriteOut::Bool(r.rows_affected() > 0))
@@ -154,9 +154,9 @@ pub(crate) async fn apply(
                 return Err(StoreError::NotFound(format!("domain {domain}")));
             }
             sqlx::query("INSERT INTO accounts (address, domain, password_hash, created_at) VALUES (?, ?, ?, ?)")
-                .bind(&address)
+                .bind(address)
                 .bind(&domain)
-                .bind(&hash)
+                .bind(hash)
                 .bind(now_ms())
                 .execute(&mut *c)
                 .await
@@ -165,23 +165,23 @@ pub(crate) async fn apply(
         }
         WriteOp::SetPassword { address, hash } => {
             let r = sqlx::query("UPDATE accounts SET password_hash = ? WHERE address = ?")
-                .bind(&hash)
-                .bind(&address)
+                .bind(hash)
+                .bind(address)
                 .execute(&mut *c)
                 .await?;
             Ok(WriteOut::Bool(r.rows_affected() > 0))
         }
         WriteOp::RemoveAccount { address } => {
             let r = sqlx::query("DELETE FROM accounts WHERE address = ?")
-                .bind(&address)
+                .bind(address)
                 .execute(&mut *c)
                 .await?;
             Ok(WriteOut::Bool(r.rows_affected() > 0))
         }
         WriteOp::AddAlias { alias, target } => {
             sqlx::query("INSERT INTO aliases (alias, target) VALUES (?, ?)")
-                .bind(&alias)
-                .bind(&target)
+                .bind(alias)
+                .bind(target)
                 .execute(&mut *c)
                 .await
                 .map_err(|e| exists_error(e, || format!("alias {alias} → {target}")))?;
@@ -189,8 +189,8 @@ pub(crate) async fn apply(
         }
         WriteOp::RemoveAlias { alias, target } => {
             let r = sqlx::query("DELETE FROM aliases WHERE alias = ? AND target = ?")
-                .bind(&alias)
-                .bind(&target)
+                .bind(alias)
+                .bind(target)
                 .execute(&mut *c)
                 .await?;
             Ok(WriteOut::Bool(r.rows_affected() > 0))
@@ -201,7 +201,7 @@ pub(crate) async fn apply(
         )),
         WriteOp::QueueDelete { id } => {
             let gone = sqlx::query("DELETE FROM queue WHERE id = ? RETURNING body_id")
-                .bind(&id)
+                .bind(id)
                 .fetch_optional(&mut *c)
                 .await?;
             let Some(row) = gone else {
