@@ -55,6 +55,13 @@ pub(crate) enum Mode {
     Auth(AuthExchange),
 }
 
+/// A line taken off the input, or why none was.
+enum Framed {
+    NeedMore,
+    Line(Vec<u8>),
+    TooLong { terminated: bool },
+}
+
 /// What the session does after answering.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Next {
@@ -141,14 +148,7 @@ impl Session {
                 tracing::error!("implicit-TLS listener without a TLS configuration");
                 return Ok(());
             };
-            let tls = tokio::time::timeout(self.cfg.command_timeout, acceptor.accept(tcp))
-                .await
-                .map_err(|_| {
-                    std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
-                })??;
-            let s = MaybeTls::Tls(Box::new(tls));
-            self.tls = s.tls_description();
-            s
+            self.handshake(&acceptor, tcp).await?
         } else {
             MaybeTls::Plain(tcp)
         };
@@ -211,13 +211,7 @@ impl Session {
                 "STARTTLS on a stream that cannot upgrade",
             ));
         };
-        let tls = tokio::time::timeout(self.cfg.command_timeout, acceptor.accept(tcp))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
-            })??;
-        let s = MaybeTls::Tls(Box::new(tls));
-        self.tls = s.tls_description();
+        let s = self.handshake(&acceptor, tcp).await?;
         tracing::debug!(tls = ?self.tls, "TLS started");
         self.helo = None;
         self.auth = None;
@@ -226,30 +220,36 @@ impl Session {
         Ok(s)
     }
 
+    /// The TLS handshake, bounded by the command timeout; records what was negotiated.
+    async fn handshake(
+        &mut self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+        tcp: TcpStream,
+    ) -> std::io::Result<MaybeTls> {
+        let tls = tokio::time::timeout(self.cfg.command_timeout, acceptor.accept(tcp))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
+            })??;
+        let s = MaybeTls::Tls(Box::new(tls));
+        self.tls = s.tls_description();
+        Ok(s)
+    }
+
     /// Answers everything complete in the input buffer.
     async fn process(&mut self) -> Next {
         loop {
             let step = match &mut self.mode {
-                Mode::Command => {
-                    match smtp_codec::frame_line(&self.inbuf, self.cfg.max_command_line) {
-                        LineFrame::NeedMore => return Next::Continue,
-                        LineFrame::Line { len, consumed } => {
-                            let line = self.inbuf[..len].to_vec();
-                            self.inbuf.advance(consumed);
-                            self.command(&line).await
+                Mode::Command => match self.take_line(self.cfg.max_command_line) {
+                    Framed::NeedMore => return Next::Continue,
+                    Framed::Line(line) => self.command(&line).await,
+                    Framed::TooLong { terminated } => {
+                        if !terminated {
+                            self.mode = Mode::DiscardLine;
                         }
-                        LineFrame::TooLong {
-                            consumed,
-                            terminated,
-                        } => {
-                            self.inbuf.advance(consumed);
-                            if !terminated {
-                                self.mode = Mode::DiscardLine;
-                            }
-                            self.reply(reply::LINE_TOO_LONG)
-                        }
+                        self.reply(reply::LINE_TOO_LONG)
                     }
-                }
+                },
                 Mode::DiscardLine => match smtp_codec::skip_line(&self.inbuf) {
                     Some(n) => {
                         self.inbuf.advance(n);
@@ -291,18 +291,10 @@ impl Session {
                     }
                     self.bdat_chunk_end().await
                 }
-                Mode::Auth(_) => match smtp_codec::frame_line(&self.inbuf, MAX_AUTH_LINE) {
-                    LineFrame::NeedMore => return Next::Continue,
-                    LineFrame::Line { len, consumed } => {
-                        let line = self.inbuf[..len].to_vec();
-                        self.inbuf.advance(consumed);
-                        self.auth_response(&line).await
-                    }
-                    LineFrame::TooLong {
-                        consumed,
-                        terminated,
-                    } => {
-                        self.inbuf.advance(consumed);
+                Mode::Auth(_) => match self.take_line(MAX_AUTH_LINE) {
+                    Framed::NeedMore => return Next::Continue,
+                    Framed::Line(line) => self.auth_response(&line).await,
+                    Framed::TooLong { terminated } => {
                         self.mode = if terminated {
                             Mode::Command
                         } else {
@@ -314,6 +306,25 @@ impl Session {
             };
             if step != Next::Continue {
                 return step;
+            }
+        }
+    }
+
+    /// Takes one line (at most `max` octets with its end) off the input buffer.
+    fn take_line(&mut self, max: usize) -> Framed {
+        match smtp_codec::frame_line(&self.inbuf, max) {
+            LineFrame::NeedMore => Framed::NeedMore,
+            LineFrame::Line { len, consumed } => {
+                let line = self.inbuf[..len].to_vec();
+                self.inbuf.advance(consumed);
+                Framed::Line(line)
+            }
+            LineFrame::TooLong {
+                consumed,
+                terminated,
+            } => {
+                self.inbuf.advance(consumed);
+                Framed::TooLong { terminated }
             }
         }
     }
