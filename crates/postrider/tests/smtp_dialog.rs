@@ -644,3 +644,31 @@ fn mx_refuses_auth() {
         "502 5.5.1",
     );
 }
+
+#[test]
+fn connections_over_the_total_cap_get_421() {
+    let s = server("[smtp]\nmax_connections = 2\n");
+    let _a = s.connect(s.ports.mx);
+    let _b = s.connect(s.ports.submission);
+    let mut c = Conn::raw(s.ports.mx, s.certificate());
+    let r = c.reply();
+    assert_eq!(
+        (r.code, r.text.as_str()),
+        (421, "4.7.0 Too many connections, try again later")
+    );
+}
+
+#[test]
+fn on_sigterm_idle_sessions_get_421_and_the_server_exits() {
+    let mut s = server("");
+    let mut c = s.connect(s.ports.mx);
+    c.expect("EHLO client.test", "250");
+    s.stop();
+    let r = c.reply();
+    assert_eq!((r.code, &r.text[..5]), (421, "4.3.2"));
+    assert!(c.is_closed());
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", s.ports.mx)).is_err(),
+        "no longer listening"
+    );
+}

@@ -17,6 +17,7 @@ use ops::{WriteOp, WriteOut};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, SqlitePool};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -27,6 +28,7 @@ pub struct SqliteStore {
     pool: SqlitePool,
     writer: mpsc::Sender<writer::Job>,
     data_dir: PathBuf,
+    counters: Arc<writer::Counters>,
 }
 
 impl SqliteStore {
@@ -54,12 +56,29 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await?;
         let conn = options.connect().await?;
         let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(writer::run(conn, rx, data_dir.to_path_buf()));
+        let counters = Arc::new(writer::Counters::default());
+        tokio::spawn(writer::run(
+            conn,
+            rx,
+            data_dir.to_path_buf(),
+            counters.clone(),
+        ));
         Ok(SqliteStore {
             pool,
             writer: tx,
             data_dir: data_dir.to_path_buf(),
+            counters,
         })
+    }
+
+    /// Transactions committed and write jobs applied since the store was opened. Jobs per
+    /// commit above 1 is group commit at work.
+    pub fn write_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        (
+            self.counters.commits.load(Ordering::Relaxed),
+            self.counters.jobs.load(Ordering::Relaxed),
+        )
     }
 
     /// The directory where sessions spool large incoming messages.

@@ -214,6 +214,13 @@ async fn many_concurrent_enqueues_all_commit() {
         t.await.unwrap().unwrap();
     }
     assert_eq!(store.queue_list().await.unwrap().len(), 200);
+    // Group commit: the 200 writes shared commits instead of paying one fsync each.
+    let (commits, jobs) = store.write_stats();
+    assert_eq!(jobs, 200);
+    assert!(
+        commits < 50,
+        "200 concurrent enqueues took {commits} commits"
+    );
 }
 
 #[tokio::test]

@@ -15,6 +15,8 @@ use crate::types::{DeliveryReport, NewMessage};
 use crate::{Result, StoreError};
 use sqlx::{Connection, SqliteConnection};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// Most jobs in one transaction; bounds the latency a job can add to its batch-mates.
@@ -25,11 +27,19 @@ pub(crate) struct Job {
     pub reply: oneshot::Sender<Result<WriteOut>>,
 }
 
+/// Counts of the writer's work, for observability and tests.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub commits: AtomicU64,
+    pub jobs: AtomicU64,
+}
+
 /// Runs until every sender is dropped.
 pub(crate) async fn run(
     mut conn: SqliteConnection,
     mut rx: mpsc::Receiver<Job>,
     data_dir: PathBuf,
+    counters: Arc<Counters>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     loop {
@@ -37,6 +47,10 @@ pub(crate) async fn run(
             break;
         }
         let results = run_batch(&mut conn, &mut batch, &data_dir).await;
+        counters.commits.fetch_add(1, Ordering::Relaxed);
+        counters
+            .jobs
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         for (job, result) in batch.drain(..).zip(results) {
             // A caller that went away (session dropped) no longer needs the answer.
             let _ = job.reply.send(result);
