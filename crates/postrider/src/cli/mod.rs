@@ -50,6 +50,13 @@ impl Context {
     }
 }
 
+/// How the user invoked this program (e.g. `target/release/postrider`), for the commands
+/// suggested in messages, so they can be pasted as they are. A bare name found on PATH stays bare.
+pub fn program() -> String {
+    let argv0 = std::env::args().next().unwrap_or_default();
+    if argv0.contains('/') && !argv0.starts_with('/') { argv0 } else { "postrider".to_string() }
+}
+
 /// Parses and lower-cases an email address given on the command line.
 pub fn parse_address(text: &str) -> Result<String> {
     let a = smtp_codec::Address::parse(text.trim()).map_err(|e| {
