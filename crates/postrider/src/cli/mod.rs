@@ -54,7 +54,11 @@ impl Context {
 /// suggested in messages, so they can be pasted as they are. A bare name found on PATH stays bare.
 pub fn program() -> String {
     let argv0 = std::env::args().next().unwrap_or_default();
-    if argv0.contains('/') && !argv0.starts_with('/') { argv0 } else { "postrider".to_string() }
+    if argv0.contains('/') && !argv0.starts_with('/') {
+        argv0
+    } else {
+        "postrider".to_string()
+    }
 }
 
 /// Parses and lower-cases an email address given on the command line.

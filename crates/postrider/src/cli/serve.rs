@@ -243,7 +243,8 @@ fn print_banner(
     }
     let domain = names.first().copied().unwrap_or("example.com");
     println!(
-        "  add an account:  postrider{flags} account add you@{domain}   (prints its password once)"
+        "  add an account:  {}{flags} account add you@{domain}   (prints its password once)",
+        super::program()
     );
     println!("  stop with Ctrl-C");
     println!();
