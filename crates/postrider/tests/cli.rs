@@ -272,3 +272,56 @@ fn the_readme_config_reference_is_the_built_in_defaults() {
         "README's configuration reference must be `postrider config defaults` verbatim"
     );
 }
+
+#[test]
+fn a_corrupt_queue_entry_is_quarantined_at_start_and_the_rest_is_delivered() {
+    let mut s = TestServer::start(bin(), "[delivery]\npaused = true\n").unwrap();
+    let mut c = s.connect(s.ports.mx);
+    c.expect("EHLO t", "250");
+    let good = c.send_mail(
+        "a@remote.test",
+        &["postmaster@localhost"],
+        "Subject: good\r\n\r\nx\r\n",
+    );
+    let bad = c.send_mail(
+        "a@remote.test",
+        &["postmaster@localhost"],
+        "Subject: bad\r\n\r\ny\r\n",
+    );
+    let (good, bad) = (
+        good.text.rsplit(' ').next().unwrap().to_string(),
+        bad.text.rsplit(' ').next().unwrap().to_string(),
+    );
+    drop(c);
+    s.kill();
+    // Damage one entry behind the server's back, as a disk fault or a bad manual edit would.
+    let db = s.data_dir().join("postrider.db");
+    let out = Command::new("sqlite3")
+        .arg(&db)
+        .arg(format!(
+            "UPDATE queue SET envelope = '{{truncated' WHERE id = '{bad}';"
+        ))
+        .output()
+        .expect("sqlite3 (scripts/install-test-deps installs it)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&s.config)
+        .unwrap()
+        .replace("paused = true", "paused = false");
+    std::fs::write(&s.config, text).unwrap();
+    s.spawn().unwrap();
+    let ids = s.wait_for_mail("postmaster@localhost", 1);
+    assert_eq!(ids.len(), 1);
+    let list = s.admin_ok(&["queue", "list"]);
+    assert!(
+        list.contains(&bad) && list.contains("quarantined") && !list.contains(&good),
+        "{list}"
+    );
+    assert!(
+        s.admin_ok(&["queue", "show", &bad])
+            .contains("QUARANTINED: unreadable envelope")
+    );
+    assert!(
+        s.log().contains(&format!("queue entry quarantined")) && s.log().contains(&bad),
+        "reported in the log"
+    );
+}

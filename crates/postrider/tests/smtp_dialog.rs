@@ -672,3 +672,26 @@ fn on_sigterm_idle_sessions_get_421_and_the_server_exits() {
         "no longer listening"
     );
 }
+
+#[test]
+fn a_bdat_message_over_the_size_limit_is_refused_and_not_kept() {
+    let s = server("[smtp]\nmax_message_size = \"10KiB\"\nspool_memory_limit = \"4KiB\"\n");
+    let mut c = s.connect(s.ports.mx);
+    c.expect("EHLO client.test", "250");
+    c.expect("MAIL FROM:<a@remote.test>", "250");
+    c.expect("RCPT TO:<alice@example.test>", "250");
+    let chunk = "0123456789012345678901234567890123456789\r\n".repeat(300);
+    c.send_raw(format!("BDAT {}\r\n{chunk}", chunk.len()).as_bytes());
+    let r = c.reply();
+    assert_eq!((r.code, &r.text[..5]), (552, "5.3.4"), "{r:?}");
+    // Later chunks of the refused message are read and refused too; then the session goes on.
+    c.send_raw(format!("BDAT {} LAST\r\n{chunk}", chunk.len()).as_bytes());
+    assert_eq!(c.reply().code, 503);
+    c.expect("RSET", "250");
+    assert!(
+        std::fs::read_dir(s.data_dir().join("spool"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+}
