@@ -43,7 +43,7 @@ const EHLO_NAME: &str = "bench.client";
     about = "SMTP load generator for benchmarks (talks only to loopback servers)"
 )]
 struct Args {
-    /// Server to load, IP:PORT on 127.0.0.0/8 or [::1] (no other address is accepted).
+    /// Server to load, IP:PORT on 127.0.0.0/8 or `[::1]` (no other address is accepted).
     #[arg(long)]
     server: String,
     /// Concurrent SMTP connections.

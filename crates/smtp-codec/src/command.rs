@@ -25,7 +25,7 @@ pub enum Command {
         params: RcptParams,
     },
     Data,
-    /// BDAT chunk-size [LAST] (RFC 3030 §2).
+    /// `BDAT chunk-size [LAST]` (RFC 3030 §2).
     Bdat {
         size: u64,
         last: bool,
@@ -61,7 +61,7 @@ pub enum CommandError {
     /// The verb is not a command we know (500 5.5.1).
     Unrecognized,
     /// The verb is known, its arguments are malformed; the text says what was expected,
-    /// e.g. "Syntax: MAIL FROM:<address>" (501 5.5.4).
+    /// e.g. `"Syntax: MAIL FROM:<address>"` (501 5.5.4).
     Syntax(&'static str),
     /// The path did not parse as an address (501 5.1.7 for MAIL, 501 5.1.3 for RCPT).
     BadAddress(crate::address::AddressError),

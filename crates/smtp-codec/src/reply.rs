@@ -220,7 +220,7 @@ pub fn bad_sequence(detail: &'static str) -> Reply {
     BAD_SEQUENCE.with_text(detail)
 }
 
-/// Syntax error naming what was expected, e.g. "Syntax: MAIL FROM:<address>".
+/// Syntax error naming what was expected, e.g. `"Syntax: MAIL FROM:<address>"`.
 pub fn syntax(detail: &'static str) -> Reply {
     SYNTAX.with_text(detail)
 }

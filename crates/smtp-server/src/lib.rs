@@ -1,4 +1,4 @@
-//! The SMTP front end (RFC 5321 with ESMTP): one [`session`] per connection. It turns bytes into
+//! The SMTP front end (RFC 5321 with ESMTP): one session ([`run_session`]) per connection. It turns bytes into
 //! commands with `smtp-codec`, runs each command as check (state and syntax), policy (roles,
 //! authentication, recipients) and apply, and hands complete messages to `queue::Intake`.
 //!

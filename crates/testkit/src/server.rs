@@ -33,7 +33,7 @@ fn free_port() -> u16 {
 
 impl TestServer {
     /// Starts `bin serve` with a config made of the three listeners on free ports, hostname
-    /// `mx.test`, and `extra` TOML appended (other sections, e.g. "[smtp]\nmax_recipients = 3").
+    /// `mx.test`, and `extra` TOML appended (other sections, e.g. `"[smtp]\nmax_recipients = 3"`).
     pub fn start(bin: &Path, extra: &str) -> anyhow::Result<TestServer> {
         let dir = tempfile::tempdir()?;
         let ports = Ports {

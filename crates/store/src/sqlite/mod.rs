@@ -4,7 +4,7 @@
 //! bodies too large to keep inline, `spool/` for messages still arriving.
 //!
 //! Reads use a small pool of connections; all writes go through one writer task (see
-//! [`writer`]) so concurrent sessions share commits.
+//! `writer`) so concurrent sessions share commits.
 
 mod ops;
 mod read;
