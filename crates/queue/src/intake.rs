@@ -31,12 +31,13 @@ pub struct Origin {
     pub submission: bool,
 }
 
-/// A recipient accepted at RCPT with the mailboxes it resolved to.
+/// A recipient accepted at RCPT with where it goes: the local mailboxes it resolved to, or its
+/// remote domain.
 #[derive(Debug, Clone)]
 pub struct AcceptedRecipient {
     pub address: String,
     pub dsn: RecipientDsn,
-    pub owners: Vec<String>,
+    pub destinations: Vec<Destination>,
 }
 
 /// One message handed to intake.
@@ -116,11 +117,11 @@ impl Intake {
         let recipient_count = sub.recipients.len();
         let mut recipients = Vec::new();
         for r in sub.recipients {
-            for owner in r.owners {
+            for destination in r.destinations {
                 recipients.push(NewRecipient {
                     address: r.address.clone(),
                     dsn: r.dsn.clone(),
-                    destination: Destination::Mailbox(owner),
+                    destination,
                 });
             }
         }

@@ -1,5 +1,5 @@
-//! The queue: intake, the one function every message passes to enter it, and the local
-//! delivery worker that moves queued messages into mailboxes.
+//! The queue: intake, the one function every message passes to enter it, and the delivery
+//! scheduler that moves queued messages into mailboxes or hands them to `outbound`.
 //!
 //! What it must not do: talk to clients or decide who may send (the SMTP server did that before
 //! calling intake), or touch storage except through the `store` trait.
@@ -15,5 +15,5 @@ mod headers;
 mod intake;
 
 pub use date::{iso_datetime, rfc5322_date};
-pub use delivery::{DeliverySettings, LocalDelivery};
+pub use delivery::{DeliverySettings, Scheduler};
 pub use intake::{AcceptedRecipient, Intake, IntakeError, Origin, Submission};

@@ -11,6 +11,7 @@
 //! The file is operator input, trusted but possibly wrong; errors name the key and the fix.
 #![forbid(unsafe_code)]
 
+mod net;
 mod raw;
 mod units;
 
@@ -18,6 +19,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use net::{IpNet, parse_net};
 pub use units::{format_size, parse_duration, parse_size};
 
 /// The commented default configuration, exactly as `postrider config defaults` prints it.
@@ -99,8 +101,29 @@ pub struct Smtp {
     pub spool_memory_limit: u64,
 }
 
+/// Who may relay without authenticating.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    pub networks: Vec<IpNet>,
+}
+
+/// Delivery to remote servers.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// Empty: the system's resolver configuration.
+    pub nameservers: Vec<SocketAddr>,
+    pub mx_port: u16,
+    /// Empty: server.hostname.
+    pub helo_name: String,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub data_end_timeout: Duration,
+    pub max_connections_per_domain: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Delivery {
+    pub max_queue_time: Duration,
     pub paused: bool,
     pub poll_interval: Duration,
     pub retry_initial: Duration,
@@ -114,6 +137,8 @@ pub struct Config {
     pub log: Log,
     pub tls: Tls,
     pub smtp: Smtp,
+    pub relay: Relay,
+    pub outbound: Outbound,
     pub delivery: Delivery,
     pub listeners: Vec<Listener>,
 }
@@ -311,6 +336,19 @@ mod tests {
             p.iter().any(|m| m.starts_with("smtp.max_message_size:")),
             "{p:?}"
         );
+    }
+
+    #[test]
+    fn lists_of_strings_are_read_and_checked() {
+        let c = Config::from_toml_str(
+            "[relay]\nnetworks = [\"192.0.2.0/24\", \"2001:db8::1\"]\n[outbound]\nnameservers = [\"127.0.0.53:5353\"]\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.relay.networks.len(), 2);
+        assert_eq!(c.outbound.nameservers[0].port(), 5353);
+        let p = problems("[relay]\nnetworks = [\"not a net\", 5]\n");
+        assert!(p.iter().any(|m| m.starts_with("relay.networks")), "{p:?}");
     }
 
     #[test]

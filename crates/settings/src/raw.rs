@@ -6,7 +6,8 @@
 
 use crate::units::{parse_duration, parse_size};
 use crate::{
-    Config, DEFAULTS_TOML, Delivery, Listener, Log, LogFormat, Problem, Role, Server, Smtp, Tls,
+    Config, DEFAULTS_TOML, Delivery, Listener, Log, LogFormat, Outbound, Problem, Relay, Role,
+    Server, Smtp, Tls,
 };
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -21,8 +22,28 @@ pub(crate) struct RawConfig {
     log: RawLog,
     tls: RawTls,
     smtp: RawSmtp,
+    relay: RawRelay,
+    outbound: RawOutbound,
     delivery: RawDelivery,
     listener: Vec<RawListener>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRelay {
+    networks: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutbound {
+    nameservers: Vec<String>,
+    mx_port: i64,
+    helo_name: String,
+    connect_timeout: String,
+    command_timeout: String,
+    data_end_timeout: String,
+    max_connections_per_domain: i64,
 }
 
 #[derive(Deserialize)]
@@ -66,6 +87,7 @@ struct RawSmtp {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawDelivery {
+    max_queue_time: String,
     paused: bool,
     poll_interval: String,
     retry_initial: String,
@@ -137,22 +159,26 @@ fn merge_table(base: &mut Table, user: Table, prefix: &str, problems: &mut Vec<P
             (Value::Table(b), Value::Table(u)) => merge_table(b, u, &path, problems),
             // An array of listener tables replaces the default list; each entry is checked
             // against the shape of the first default entry.
+            // An array of tables (the listeners) replaces the default list; each entry is
+            // checked against the shape of the first default entry. Other arrays (lists of
+            // strings) simply replace the default; serde checks their element type.
             (Value::Array(b), Value::Array(u)) => {
-                let template = b.first().cloned();
+                let Some(Value::Table(template)) = b.first().cloned() else {
+                    *b = u;
+                    continue;
+                };
                 let mut out = Vec::new();
                 for (i, item) in u.into_iter().enumerate() {
                     let item_path = format!("{path}[{i}]");
-                    match (&template, item) {
-                        (Some(Value::Table(t)), Value::Table(ut)) => {
-                            check_entry(t, &ut, &item_path, problems);
+                    match item {
+                        Value::Table(ut) => {
+                            check_entry(&template, &ut, &item_path, problems);
                             out.push(Value::Table(ut));
                         }
-                        (_, other) => {
-                            problems.push(Problem {
-                                key: item_path,
-                                message: format!("expected a table, found {}", type_name(&other)),
-                            });
-                        }
+                        other => problems.push(Problem {
+                            key: item_path,
+                            message: format!("expected a table, found {}", type_name(&other)),
+                        }),
                     }
                 }
                 *b = out;
@@ -271,6 +297,7 @@ impl RawConfig {
         }
         let d = &self.delivery;
         let delivery = Delivery {
+            max_queue_time: c.duration("delivery.max_queue_time", &d.max_queue_time),
             paused: d.paused,
             poll_interval: c.duration("delivery.poll_interval", &d.poll_interval),
             retry_initial: c.duration("delivery.retry_initial", &d.retry_initial),
@@ -348,6 +375,50 @@ impl RawConfig {
             }
         };
         let listeners = check_listeners(&self.listener, &mut c.problems);
+        let mut relay_networks = Vec::new();
+        for (i, n) in self.relay.networks.iter().enumerate() {
+            match crate::parse_net(n) {
+                Ok(net) => relay_networks.push(net),
+                Err(e) => c.problems.push(Problem {
+                    key: format!("relay.networks[{i}]"),
+                    message: e,
+                }),
+            }
+        }
+        let o = &self.outbound;
+        let mut nameservers = Vec::new();
+        for (i, n) in o.nameservers.iter().enumerate() {
+            match n.parse::<SocketAddr>() {
+                Ok(a) => nameservers.push(a),
+                Err(_) => c.problems.push(Problem {
+                    key: format!("outbound.nameservers[{i}]"),
+                    message: format!(
+                        "\"{n}\" is not an IP address and port; write e.g. \"192.0.2.53:53\""
+                    ),
+                }),
+            }
+        }
+        let mx_port = c.count("outbound.mx_port", o.mx_port, 1).min(65535) as u16;
+        let helo_name = o.helo_name.trim().to_string();
+        if !helo_name.is_empty() && !valid_hostname(&helo_name) {
+            c.problems.push(Problem {
+                key: "outbound.helo_name".into(),
+                message: format!("\"{helo_name}\" is not a valid host name"),
+            });
+        }
+        let outbound = Outbound {
+            nameservers,
+            mx_port,
+            helo_name,
+            connect_timeout: c.duration("outbound.connect_timeout", &o.connect_timeout),
+            command_timeout: c.duration("outbound.command_timeout", &o.command_timeout),
+            data_end_timeout: c.duration("outbound.data_end_timeout", &o.data_end_timeout),
+            max_connections_per_domain: c.count(
+                "outbound.max_connections_per_domain",
+                o.max_connections_per_domain,
+                1,
+            ) as usize,
+        };
         if !c.problems.is_empty() {
             return Err(c.problems);
         }
@@ -363,6 +434,10 @@ impl RawConfig {
             },
             tls,
             smtp,
+            relay: Relay {
+                networks: relay_networks,
+            },
+            outbound,
             delivery,
             listeners,
         })

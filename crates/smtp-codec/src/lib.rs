@@ -6,6 +6,9 @@
 //! DATA with dot-unstuffing and BDAT chunks, both refusing bare CR, bare LF and NUL (SMTP
 //! smuggling defence).
 //!
+//! For the outbound relay, [`client`] is the other side: it parses the replies of remote servers
+//! and their EHLO capabilities, encodes commands, and dot-stuffs message bodies.
+//!
 //! What it must not do: any I/O, any allocation proportional to untrusted input beyond what the
 //! caller hands it, any panic. It knows nothing of tokio, sockets or policy.
 //!
@@ -16,6 +19,7 @@
 
 pub mod address;
 pub mod bdat;
+pub mod client;
 pub mod command;
 pub mod data;
 pub mod ehlo;
@@ -26,6 +30,9 @@ pub mod xtext;
 
 pub use address::{Address, AddressError, ForwardPath, ReversePath};
 pub use bdat::BdatDecoder;
+pub use client::{
+    DotStuffer, ReplyError, ServerCapabilities, ServerReply, parse_ehlo, parse_reply,
+};
 pub use command::{Command, CommandError, parse_command};
 pub use data::{BodyFlaws, DataDecoder, DataStatus};
 pub use ehlo::Capabilities;

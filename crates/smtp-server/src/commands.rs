@@ -11,7 +11,7 @@ use smtp_codec::{
     RcptParams, ReversePath, reply,
 };
 use smtp_codec::{Body, Ret};
-use store::RecipientDsn;
+use store::{Destination, RecipientDsn};
 
 impl Session {
     pub(crate) async fn command(&mut self, line: &[u8]) -> Next {
@@ -160,16 +160,23 @@ impl Session {
                 return self.reply(reply::LOCAL_ERROR);
             }
         };
-        let owners = match resolution {
-            Resolution::Local(owners) => owners,
+        let destinations = match resolution {
+            Resolution::Local(owners) => owners.into_iter().map(Destination::Mailbox).collect(),
             Resolution::UnknownUser => {
                 tracing::info!(to = %address, "recipient refused: unknown user");
                 return self.reply(reply::USER_UNKNOWN);
             }
-            Resolution::NotLocal => {
-                tracing::info!(to = %address, "recipient refused: not a local domain");
-                return self.reply(reply::RELAY_DENIED);
-            }
+            Resolution::NotLocal => match (&to, self.may_relay()) {
+                // Relaying needs authentication or a trusted network, and a plain domain name:
+                // never to address literals (no relaying by IP).
+                (ForwardPath::Address(a), true) if !a.domain.starts_with('[') => {
+                    vec![Destination::Remote(a.domain_lower())]
+                }
+                _ => {
+                    tracing::info!(to = %address, "recipient refused: relaying denied");
+                    return self.reply(reply::RELAY_DENIED);
+                }
+            },
         };
         let display = match &to {
             ForwardPath::Address(a) => a.to_string(),
@@ -203,10 +210,24 @@ impl Session {
             tx.recipients.push(AcceptedRecipient {
                 address: display,
                 dsn,
-                owners,
+                destinations,
             });
         }
         self.reply(reply::RECIPIENT_OK)
+    }
+
+    /// Relaying to other domains is allowed for authenticated clients and for clients in a
+    /// configured trusted network (`relay.networks`); never for anyone else (no open relay).
+    fn may_relay(&self) -> bool {
+        // A dual-stack socket reports IPv4 clients as IPv4-mapped IPv6 addresses.
+        let ip = match self.peer.ip() {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(std::net::IpAddr::V4)
+                .unwrap_or(self.peer.ip()),
+            v4 => v4,
+        };
+        self.auth.is_some() || self.cfg.relay_networks.iter().any(|n| n.contains(&ip))
     }
 
     /// The domain for a bare `<Postmaster>`: the hostname if it is local, else the first local

@@ -56,6 +56,8 @@ pub struct SessionConfig {
     pub command_timeout: Duration,
     pub data_timeout: Duration,
     pub spool_memory_limit: u64,
+    /// Client networks that may relay without authentication.
+    pub relay_networks: Vec<ipnet::IpNet>,
 }
 
 /// The services a session uses, shared by all sessions.

@@ -107,7 +107,7 @@ pub trait Store: Send + Sync + 'static {
     async fn due_messages(&self, now_ms: i64, limit: usize) -> Result<Vec<QueuedMessage>>;
     /// Applies delivery outcomes, each atomically: a `Delivered` report stores the mailbox
     /// message and marks the recipient in one step. A queue entry whose recipients are all
-    /// final is removed. Reports for entries that no longer exist (deleted by an admin) are
+    /// delivered is removed; one with a failed recipient stays until its bounce is sent. Reports for entries that no longer exist (deleted by an admin) are
     /// ignored. Returns once durable.
     async fn record_deliveries(&self, reports: Vec<DeliveryReport>) -> Result<()>;
     async fn queue_list(&self) -> Result<Vec<QueuedMessage>>;

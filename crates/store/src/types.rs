@@ -69,12 +69,25 @@ pub struct RecipientDsn {
 pub enum Destination {
     /// A local mailbox, by owner address (lower-case).
     Mailbox(String),
+    /// A remote domain (lower-case), reached through its MX hosts.
+    Remote(String),
+}
+
+impl Destination {
+    /// The remote domain, for remote destinations.
+    pub fn remote_domain(&self) -> Option<&str> {
+        match self {
+            Destination::Remote(d) => Some(d),
+            Destination::Mailbox(_) => None,
+        }
+    }
 }
 
 impl std::fmt::Display for Destination {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Destination::Mailbox(owner) => write!(f, "mailbox {owner}"),
+            Destination::Remote(domain) => write!(f, "remote {domain}"),
         }
     }
 }
@@ -163,6 +176,7 @@ pub struct QueuedRecipient {
     pub state: RecipientState,
     pub attempts: u32,
     pub next_attempt: i64,
+    /// The last error, or for a recipient sent to a remote server, that server's reply.
     pub last_error: Option<String>,
 }
 
@@ -186,6 +200,10 @@ pub enum Outcome {
     Delivered {
         owner: String,
         prefix: Vec<u8>,
+    },
+    /// Accepted by a remote server, whose reply is kept.
+    Sent {
+        response: String,
     },
     /// Try again at `next_attempt` (unix ms).
     Deferred {

@@ -2,12 +2,14 @@
 //! data directory, run admin commands against it, and talk SMTP to it over real sockets, plain
 //! or TLS (the client trusts exactly the server's self-signed certificate).
 //!
-//! Everything here talks to 127.0.0.1 only.
+//! Everything here talks to 127.0.0.0/8 only ([`TestDns`] listens on a 127.0.0.x address).
 
 mod client;
+mod dns;
 mod server;
 
 pub use client::{Conn, Reply};
+pub use dns::TestDns;
 
 /// Base64 (standard alphabet, padded) for SASL test credentials.
 pub fn b64(s: &str) -> String {

@@ -35,6 +35,11 @@ impl TestServer {
     /// Starts `bin serve` with a config made of the three listeners on free ports, hostname
     /// `mx.test`, and `extra` TOML appended (other sections, e.g. `"[smtp]\nmax_recipients = 3"`).
     pub fn start(bin: &Path, extra: &str) -> anyhow::Result<TestServer> {
+        TestServer::start_named(bin, "mx.test", extra)
+    }
+
+    /// Like [`TestServer::start`] with another hostname (for tests with two servers).
+    pub fn start_named(bin: &Path, hostname: &str, extra: &str) -> anyhow::Result<TestServer> {
         let dir = tempfile::tempdir()?;
         let ports = Ports {
             mx: free_port(),
@@ -43,7 +48,7 @@ impl TestServer {
         };
         let config = dir.path().join("postrider.toml");
         let text = format!(
-            "[server]\nhostname = \"mx.test\"\ndata_dir = \"{data}\"\n{extra}\n\
+            "[server]\nhostname = \"{hostname}\"\ndata_dir = \"{data}\"\n{extra}\n\
              [[listener]]\nname = \"mx\"\naddress = \"127.0.0.1:{}\"\nrole = \"mx\"\n\
              [[listener]]\nname = \"submission\"\naddress = \"127.0.0.1:{}\"\nrole = \"submission\"\n\
              [[listener]]\nname = \"submissions\"\naddress = \"127.0.0.1:{}\"\nrole = \"submissions\"\n",

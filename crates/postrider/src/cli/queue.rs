@@ -32,7 +32,16 @@ pub async fn run(ctx: Context, cmd: QueueCmd) -> Result<()> {
                     Some(_) => "quarantined".to_string(),
                     None => {
                         let open = m.recipients.iter().filter(|r| !r.state.is_final()).count();
-                        format!("{open} pending")
+                        let failed = m
+                            .recipients
+                            .iter()
+                            .filter(|r| r.state == store::RecipientState::Failed)
+                            .count();
+                        match (open, failed) {
+                            (o, 0) => format!("{o} pending"),
+                            (0, f) => format!("{f} failed"),
+                            (o, f) => format!("{o} pending, {f} failed"),
+                        }
                     }
                 };
                 let from = if m.envelope.sender.is_empty() {

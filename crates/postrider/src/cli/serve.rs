@@ -5,7 +5,7 @@ use super::Context;
 use accounts::Directory;
 use anyhow::{Context as _, Result};
 use listener::ConnectionLimits;
-use queue::{DeliverySettings, Intake, LocalDelivery};
+use queue::{DeliverySettings, Intake, Scheduler};
 use settings::{Config, LogFormat, Role};
 use smtp_server::{Services, SessionConfig};
 use std::io::IsTerminal;
@@ -107,14 +107,33 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
             },
         )));
     }
-    let delivery = LocalDelivery::new(
+    let dns = outbound::Dns::new(&config.outbound.nameservers, Duration::from_secs(5))
+        .map_err(|e| anyhow::anyhow!("{e}; set outbound.nameservers in the config"))?;
+    let outbound = outbound::Outbound::new(
+        dns,
+        outbound::OutboundSettings {
+            helo_name: if config.outbound.helo_name.is_empty() {
+                hostname.clone()
+            } else {
+                config.outbound.helo_name.clone()
+            },
+            mx_port: config.outbound.mx_port,
+            connect_timeout: config.outbound.connect_timeout,
+            command_timeout: config.outbound.command_timeout,
+            data_end_timeout: config.outbound.data_end_timeout,
+        },
+    );
+    let delivery = Scheduler::new(
         store.clone(),
         wake,
         DeliverySettings {
             poll_interval: config.delivery.poll_interval,
             retry_initial: config.delivery.retry_initial,
             retry_max: config.delivery.retry_max,
+            max_queue_time: config.delivery.max_queue_time,
+            max_connections_per_domain: config.outbound.max_connections_per_domain,
         },
+        outbound,
     );
     let delivery_task = if config.delivery.paused {
         tracing::warn!(
@@ -166,6 +185,7 @@ fn session_config(c: &Config, hostname: &str, l: &settings::Listener) -> Session
         command_timeout: c.smtp.command_timeout,
         data_timeout: c.smtp.data_timeout,
         spool_memory_limit: c.smtp.spool_memory_limit,
+        relay_networks: c.relay.networks.clone(),
     }
 }
 

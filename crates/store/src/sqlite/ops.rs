@@ -328,6 +328,17 @@ pub(crate) async fn bulk_report(
                 owner.as_str(),
                 prefix.as_slice(),
             )),
+            Outcome::Sent { response } => {
+                sqlx::query(
+                    "UPDATE queue_recipients SET state = 'delivered', attempts = attempts + 1, last_error = ? \
+                     WHERE queue_id = ? AND idx = ? AND state IN ('queued', 'deferred')",
+                )
+                .bind(response)
+                .bind(&r.queue_id)
+                .bind(r.idx as i64)
+                .execute(&mut *c)
+                .await?;
+            }
             Outcome::Deferred {
                 error,
                 next_attempt,
@@ -470,8 +481,9 @@ async fn store_delivered(c: &mut SqliteConnection, delivered: Vec<Copy<'_>>) -> 
     Ok(())
 }
 
-/// Removes the queue entries among `ids` whose recipients are all final, and their bodies if no
-/// mailbox message uses them.
+/// Removes the queue entries among `ids` whose recipients are all delivered, and their bodies if
+/// no mailbox message uses them. An entry with a failed recipient stays until its bounce has
+/// been sent (the failure must reach the sender).
 async fn complete_entries(
     c: &mut SqliteConnection,
     ids: &[String],
@@ -485,7 +497,7 @@ async fn complete_entries(
         }
         let sql = format!(
             "DELETE FROM queue WHERE id IN ({}) AND NOT EXISTS (SELECT 1 FROM queue_recipients r \
-             WHERE r.queue_id = queue.id AND r.state IN ('queued', 'deferred')) RETURNING body_id",
+             WHERE r.queue_id = queue.id AND r.state IN ('queued', 'deferred', 'failed')) RETURNING body_id",
             vec!["?"; chunk.len()].join(",")
         );
         for row in sqlx::query_with(sqlx::AssertSqlSafe(sql), a)

@@ -1,0 +1,450 @@
+//! One SMTP client session to one address: greeting, EHLO (HELO fallback), opportunistic
+//! STARTTLS, MAIL/RCPT/DATA with PIPELINING when offered (RFC 2920), and the outcome per
+//! recipient. `Err` means "this host could not take the message, try the next one" and is
+//! returned only before MAIL was sent; after that every recipient gets an outcome.
+
+use crate::{OutboundSettings, RemoteJob, RemoteOutcome};
+use smtp_codec::client::{
+    self as c, DotStuffer, MailFrom, RcptTo, ServerCapabilities, ServerReply,
+};
+use smtp_codec::{Body, Notify, Ret};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+struct Conn {
+    stream: Stream,
+    buf: Vec<u8>,
+    timeout: Duration,
+}
+
+impl Conn {
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        tokio::time::timeout(self.timeout, async {
+            self.stream.write_all(bytes).await?;
+            self.stream.flush().await
+        })
+        .await
+        .map_err(|_| "timeout while sending".to_string())?
+        .map_err(|e| format!("connection lost while sending: {e}"))
+    }
+
+    async fn reply_within(&mut self, timeout: Duration) -> Result<ServerReply, String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match c::parse_reply(&self.buf) {
+                Ok(Some((reply, used))) => {
+                    self.buf.drain(..used);
+                    return Ok(reply);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(format!("malformed reply from server ({e:?})")),
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut chunk))
+                .await
+                .map_err(|_| "timeout waiting for a reply".to_string())?
+                .map_err(|e| format!("connection lost: {e}"))?;
+            if n == 0 {
+                return Err("connection closed by the server".into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    async fn reply(&mut self) -> Result<ServerReply, String> {
+        self.reply_within(self.timeout).await
+    }
+
+    async fn command(&mut self, bytes: &[u8]) -> Result<ServerReply, String> {
+        self.send(bytes).await?;
+        self.reply().await
+    }
+}
+
+/// Delivers `job` to one server address.
+pub(crate) async fn deliver_to(
+    s: &OutboundSettings,
+    tls: &Arc<rustls::ClientConfig>,
+    host: &str,
+    addr: SocketAddr,
+    job: &RemoteJob,
+) -> Result<Vec<(u32, RemoteOutcome)>, String> {
+    match session(s, tls, host, addr, job, true).await {
+        // A TLS handshake that fails is retried once in plain text (opportunistic TLS must not
+        // make a server that works in plain text unreachable).
+        Err(Problem::TlsFailed(e)) => {
+            tracing::info!(host, %addr, error = %e, "STARTTLS failed; retrying without TLS");
+            session(s, tls, host, addr, job, false)
+                .await
+                .map_err(|p| p.to_string())
+        }
+        other => other.map_err(|p| p.to_string()),
+    }
+}
+
+#[derive(Debug)]
+enum Problem {
+    Host(String),
+    TlsFailed(String),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Host(s) | Problem::TlsFailed(s) => f.write_str(s),
+        }
+    }
+}
+
+async fn session(
+    s: &OutboundSettings,
+    tls: &Arc<rustls::ClientConfig>,
+    host: &str,
+    addr: SocketAddr,
+    job: &RemoteJob,
+    try_tls: bool,
+) -> Result<Vec<(u32, RemoteOutcome)>, Problem> {
+    let host_err = |what: String| Problem::Host(format!("4.4.1 {host} [{}]: {what}", addr.ip()));
+    let tcp = tokio::time::timeout(s.connect_timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| host_err("connection timed out".into()))?
+        .map_err(|e| host_err(format!("cannot connect: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let mut conn = Conn {
+        stream: Stream::Plain(tcp),
+        buf: Vec::new(),
+        timeout: s.command_timeout,
+    };
+    // RFC 5321 §3.1 / §5.1: a 4xx or 5xx greeting means try the next host.
+    let greeting = conn.reply().await.map_err(host_err)?;
+    if !greeting.is_positive() {
+        return Err(host_err(format!("greeted with {greeting}")));
+    }
+    let mut caps = hello(&mut conn, &s.helo_name).await.map_err(host_err)?;
+    if try_tls && caps.starttls {
+        let r = conn.command(&c::starttls()).await.map_err(host_err)?;
+        if r.code == 220 {
+            let Stream::Plain(tcp) = conn.stream else {
+                return Err(host_err("STARTTLS on an encrypted stream".into()));
+            };
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .unwrap_or_else(|_| rustls::pki_types::ServerName::IpAddress(addr.ip().into()));
+            let connector = tokio_rustls::TlsConnector::from(tls.clone());
+            let stream = tokio::time::timeout(s.command_timeout, connector.connect(name, tcp))
+                .await
+                .map_err(|_| Problem::TlsFailed("TLS handshake timed out".into()))?
+                .map_err(|e| Problem::TlsFailed(format!("TLS handshake failed: {e}")))?;
+            // RFC 3207 §4.2: forget everything learned before TLS and say EHLO again.
+            conn = Conn {
+                stream: Stream::Tls(Box::new(stream)),
+                buf: Vec::new(),
+                timeout: s.command_timeout,
+            };
+            caps = hello(&mut conn, &s.helo_name).await.map_err(host_err)?;
+        }
+    }
+    Ok(transaction(s, &mut conn, &caps, job).await)
+}
+
+/// EHLO, or HELO when EHLO is refused (RFC 5321 §4.1.4).
+async fn hello(conn: &mut Conn, name: &str) -> Result<ServerCapabilities, String> {
+    let r = conn.command(&c::ehlo(name)).await?;
+    if r.is_positive() {
+        return Ok(c::parse_ehlo(&r));
+    }
+    let r = conn.command(&c::helo(name)).await?;
+    if r.is_positive() {
+        return Ok(ServerCapabilities::default());
+    }
+    Err(format!("refused HELO: {r}"))
+}
+
+fn notify(dsn: &store::RecipientDsn) -> Option<Notify> {
+    if dsn.notify.is_empty() {
+        return None;
+    }
+    let has = |k: &str| dsn.notify.iter().any(|n| n == k);
+    Some(Notify {
+        never: has("NEVER"),
+        success: has("SUCCESS"),
+        failure: has("FAILURE"),
+        delay: has("DELAY"),
+    })
+}
+
+/// MAIL, RCPTs, DATA and the body. Every recipient gets an outcome.
+async fn transaction(
+    s: &OutboundSettings,
+    conn: &mut Conn,
+    caps: &ServerCapabilities,
+    job: &RemoteJob,
+) -> Vec<(u32, RemoteOutcome)> {
+    let all = |o: RemoteOutcome| {
+        job.recipients
+            .iter()
+            .map(|r| (r.idx, o.clone()))
+            .collect::<Vec<_>>()
+    };
+    let e = &job.envelope;
+    let size = job.message.len() as u64;
+    // RFC 1870 §6: do not send what the server said it will not take.
+    if let Some(limit) = caps.size.filter(|l| *l > 0)
+        && size > limit
+    {
+        return all(RemoteOutcome::Failed(format!(
+            "5.3.4 message of {size} octets is larger than the remote limit of {limit}"
+        )));
+    }
+    let needs_utf8 =
+        e.smtputf8 || !e.sender.is_ascii() || job.recipients.iter().any(|r| !r.address.is_ascii());
+    if needs_utf8 && !caps.smtputf8 {
+        // RFC 6531 §3.2: without SMTPUTF8 at the server the message cannot be sent as it is.
+        return all(RemoteOutcome::Failed(
+            "5.6.7 the remote server does not support SMTPUTF8, which this message needs".into(),
+        ));
+    }
+    let eight_bit = c::has_8bit(&job.message);
+    if eight_bit && !caps.eight_bit_mime {
+        // RFC 6152 §3: 8-bit data must not go to a server without 8BITMIME. Postrider does not
+        // convert messages (that would break DKIM signatures): it returns them instead.
+        return all(RemoteOutcome::Failed(
+            "5.6.3 the message has 8-bit content and the remote server does not accept 8BITMIME"
+                .into(),
+        ));
+    }
+    let mail = c::mail_from(&MailFrom {
+        address: &e.sender,
+        size: caps.size.map(|_| size),
+        body: if caps.eight_bit_mime && eight_bit {
+            Some(Body::EightBitMime)
+        } else {
+            None
+        },
+        smtputf8: needs_utf8,
+        ret: if caps.dsn {
+            match e.ret.as_deref() {
+                Some("FULL") => Some(Ret::Full),
+                Some("HDRS") => Some(Ret::Hdrs),
+                _ => None,
+            }
+        } else {
+            None
+        },
+        envid: if caps.dsn { e.envid.as_deref() } else { None },
+        auth: None,
+    });
+    let rcpts: Vec<Vec<u8>> = job
+        .recipients
+        .iter()
+        .map(|r| {
+            let orcpt = r.dsn.orcpt.as_deref().and_then(|o| o.split_once(';'));
+            c::rcpt_to(&RcptTo {
+                address: &r.address,
+                notify: if caps.dsn { notify(&r.dsn) } else { None },
+                orcpt: if caps.dsn { orcpt } else { None },
+            })
+        })
+        .collect();
+    let mut outcomes: Vec<(u32, RemoteOutcome)> = Vec::new();
+    let mut accepted: Vec<u32> = Vec::new();
+    let lost = |why: String, pending: &[u32]| -> Vec<(u32, RemoteOutcome)> {
+        pending
+            .iter()
+            .map(|i| (*i, RemoteOutcome::Deferred(format!("4.4.2 {why}"))))
+            .collect()
+    };
+    let pending_all: Vec<u32> = job.recipients.iter().map(|r| r.idx).collect();
+    // RFC 2920 §3.1: with PIPELINING, MAIL, every RCPT and DATA go in one write.
+    let data_reply = if caps.pipelining {
+        let mut group = mail.clone();
+        for r in &rcpts {
+            group.extend_from_slice(r);
+        }
+        group.extend_from_slice(&c::data());
+        if let Err(why) = conn.send(&group).await {
+            return lost(why, &pending_all);
+        }
+        let mail_reply = match conn.reply().await {
+            Ok(r) => r,
+            Err(why) => return lost(why, &pending_all),
+        };
+        for r in &job.recipients {
+            match conn.reply().await {
+                Ok(reply) => classify_rcpt(&mail_reply, reply, r.idx, &mut outcomes, &mut accepted),
+                Err(why) => {
+                    let undecided = [
+                        accepted.clone(),
+                        pending_all[position(&pending_all, r.idx)..].to_vec(),
+                    ]
+                    .concat();
+                    return [outcomes, lost(why, &undecided)].concat();
+                }
+            }
+        }
+        match conn.reply().await {
+            Ok(r) => r,
+            Err(why) => return [outcomes, lost(why, &accepted)].concat(),
+        }
+    } else {
+        let mail_reply = match conn.command(&mail).await {
+            Ok(r) => r,
+            Err(why) => return lost(why, &pending_all),
+        };
+        if !mail_reply.is_positive() {
+            return all(fail_or_defer(&mail_reply, "MAIL FROM"));
+        }
+        for (r, cmd) in job.recipients.iter().zip(&rcpts) {
+            match conn.command(cmd).await {
+                Ok(reply) => classify_rcpt(&mail_reply, reply, r.idx, &mut outcomes, &mut accepted),
+                Err(why) => {
+                    let undecided = [
+                        accepted.clone(),
+                        pending_all[position(&pending_all, r.idx)..].to_vec(),
+                    ]
+                    .concat();
+                    return [outcomes, lost(why, &undecided)].concat();
+                }
+            }
+        }
+        if accepted.is_empty() {
+            let _ = conn.send(&c::quit()).await;
+            return outcomes;
+        }
+        match conn.command(&c::data()).await {
+            Ok(r) => r,
+            Err(why) => return [outcomes, lost(why, &accepted)].concat(),
+        }
+    };
+    if data_reply.code != 354 {
+        if !accepted.is_empty() {
+            outcomes.extend(
+                accepted
+                    .iter()
+                    .map(|i| (*i, fail_or_defer(&data_reply, "DATA"))),
+            );
+        }
+        let _ = conn.send(&[c::rset(), c::quit()].concat()).await;
+        return outcomes;
+    }
+    if accepted.is_empty() {
+        // The server said 354 although it took no recipient: end the empty message and leave.
+        let _ = conn.send(b".\r\n").await;
+        let _ = conn.reply().await;
+        let _ = conn.send(&c::quit()).await;
+        return outcomes;
+    }
+    let mut stuffed = Vec::with_capacity(job.message.len() + job.message.len() / 64 + 8);
+    let mut stuffer = DotStuffer::new();
+    stuffer.encode(&job.message, &mut stuffed);
+    stuffer.finish(&mut stuffed);
+    if let Err(why) = conn.send(&stuffed).await {
+        return [outcomes, lost(why, &accepted)].concat();
+    }
+    match conn.reply_within(s.data_end_timeout).await {
+        Ok(r) if r.is_positive() => {
+            let text = r.to_string();
+            outcomes.extend(
+                accepted
+                    .iter()
+                    .map(|i| (*i, RemoteOutcome::Sent(text.clone()))),
+            );
+        }
+        Ok(r) => outcomes.extend(
+            accepted
+                .iter()
+                .map(|i| (*i, fail_or_defer(&r, "end of data"))),
+        ),
+        // RFC 5321 §6.1 hazard: the message may have arrived. Deferring risks a duplicate,
+        // failing risks a loss; a duplicate is the lesser harm.
+        Err(why) => return [outcomes, lost(why, &accepted)].concat(),
+    }
+    let _ = conn.send(&c::quit()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.reply()).await;
+    outcomes
+}
+
+/// The index into `pending` of recipient `idx` (to defer it and every later one).
+fn position(pending: &[u32], idx: u32) -> usize {
+    pending
+        .iter()
+        .position(|i| *i == idx)
+        .unwrap_or(pending.len())
+}
+
+fn classify_rcpt(
+    mail: &ServerReply,
+    reply: ServerReply,
+    idx: u32,
+    outcomes: &mut Vec<(u32, RemoteOutcome)>,
+    accepted: &mut Vec<u32>,
+) {
+    if !mail.is_positive() {
+        // With pipelining the RCPTs were sent after a refused MAIL; MAIL's reply decides.
+        outcomes.push((idx, fail_or_defer(mail, "MAIL FROM")));
+    } else if reply.is_positive() {
+        accepted.push(idx);
+    } else {
+        outcomes.push((idx, fail_or_defer(&reply, "RCPT TO")));
+    }
+}
+
+/// The one place a remote reply becomes an outcome: 4xx (and anything unexpected below 500)
+/// is temporary, 5xx permanent (RFC 5321 §4.2.1).
+fn fail_or_defer(reply: &ServerReply, stage: &str) -> RemoteOutcome {
+    let text = format!("remote server refused {stage}: {reply}");
+    if reply.is_permanent() {
+        RemoteOutcome::Failed(text)
+    } else {
+        RemoteOutcome::Deferred(text)
+    }
+}
