@@ -1,6 +1,7 @@
 //! Relaying: two real Postrider servers, the second the MX of `remote.test` as published by a
 //! DNS server on 127.0.0.53, all on loopback.
 
+use mail_parser::MimeHeaders;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 use testkit::{TestDns, TestServer, b64};
@@ -143,24 +144,67 @@ fn clients_outside_the_trusted_networks_cannot_relay() {
     c.expect("RCPT TO:<bob@[127.0.0.1]>", "550 5.7.1");
 }
 
+/// Waits for the `n`-th bounce in alice's mailbox and returns it raw.
+fn bounce_for_alice(a: &TestServer, n: usize) -> Vec<u8> {
+    let ids = a.wait_for_mail("alice@example.test", n);
+    a.mailbox_show("alice@example.test", ids[n - 1])
+}
+
+/// The delivery-status part of a report, as (field, value) pairs per block, checked to be an
+/// RFC 3464 multipart/report.
+fn delivery_status(raw: &[u8]) -> Vec<Vec<(String, String)>> {
+    let msg = mail_parser::MessageParser::default()
+        .parse(raw)
+        .expect("a parsable report");
+    let ct = msg.content_type().expect("a content type");
+    assert_eq!((ct.ctype(), ct.subtype()), ("multipart", Some("report")));
+    assert_eq!(ct.attribute("report-type"), Some("delivery-status"));
+    let part = msg
+        .parts
+        .iter()
+        .find(|p| {
+            p.content_type()
+                .is_some_and(|c| c.subtype() == Some("delivery-status"))
+        })
+        .expect("a message/delivery-status part");
+    let text = String::from_utf8_lossy(part.contents()).into_owned();
+    text.split("\r\n\r\n")
+        .filter(|b| !b.trim().is_empty())
+        .map(|block| {
+            block
+                .lines()
+                .filter_map(|l| {
+                    l.split_once(": ")
+                        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn get<'a>(block: &'a [(String, String)], key: &str) -> &'a str {
+    block
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {key} in {block:?}"))
+}
+
 #[test]
-fn a_domain_that_does_not_exist_or_has_a_null_mx_fails_and_stays_visible() {
+fn a_domain_that_does_not_exist_or_has_a_null_mx_is_bounced_at_once() {
     let b = remote();
     let dns = dns();
     dns.add_null_mx("nomail.test");
     let a = relay(&dns, b.ports.mx, "");
     let id1 = submit(&a, "x@nowhere.test", "nx");
-    let id2 = submit(&a, "x@nomail.test", "null mx");
-    let shown = wait_queue(&a, &id1, "[failed]");
-    assert!(
-        shown.contains("5.1.2") && shown.contains("nowhere.test"),
-        "{shown}"
-    );
-    let shown = wait_queue(&a, &id2, "[failed]");
-    assert!(
-        shown.contains("5.1.10") && shown.contains("null MX"),
-        "{shown}"
-    );
+    let report = delivery_status(&bounce_for_alice(&a, 1));
+    assert_eq!(get(&report[1], "Final-Recipient"), "rfc822; x@nowhere.test");
+    assert_eq!(get(&report[1], "Status"), "5.1.2");
+    wait_queue(&a, &id1, "");
+    submit(&a, "x@nomail.test", "null mx");
+    let report = delivery_status(&bounce_for_alice(&a, 2));
+    assert_eq!(get(&report[1], "Status"), "5.1.10");
+    assert!(get(&report[1], "Diagnostic-Code").contains("null MX"));
 }
 
 #[test]
@@ -201,11 +245,116 @@ fn when_the_first_mx_refuses_connections_the_next_one_is_used() {
 }
 
 #[test]
-fn a_recipient_the_remote_server_refuses_fails_with_its_reply() {
+fn a_recipient_the_remote_server_refuses_is_bounced_to_the_sender_with_its_reply() {
     let b = remote();
     let dns = dns();
     let a = relay(&dns, b.ports.mx, "");
-    let id = submit(&a, "nobody@remote.test", "unknown there");
-    let shown = wait_queue(&a, &id, "[failed]");
-    assert!(shown.contains("550 5.1.1"), "{shown}");
+    let mut c = a.connect(a.ports.submission);
+    c.expect("EHLO client.test", "250");
+    c.starttls();
+    c.expect("EHLO client.test", "250");
+    c.expect(
+        &format!("AUTH PLAIN {}", b64("\0alice@example.test\0alice-pw")),
+        "235",
+    );
+    c.expect(
+        "MAIL FROM:<alice@example.test> RET=HDRS ENVID=trip-42",
+        "250",
+    );
+    c.expect(
+        "RCPT TO:<nobody@remote.test> NOTIFY=FAILURE ORCPT=rfc822;nobody@remote.test",
+        "250",
+    );
+    c.expect("RCPT TO:<bob@remote.test>", "250");
+    c.expect("DATA", "354");
+    c.send_raw(b"From: alice@example.test\r\nSubject: half of it\r\n\r\nbody text\r\n.\r\n");
+    let id = c.reply().text.rsplit(' ').next().unwrap().to_string();
+    b.wait_for_mail("bob@remote.test", 1);
+    let raw = bounce_for_alice(&a, 1);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    assert!(
+        text.starts_with("Return-Path: <>\r\n"),
+        "a bounce has a null sender:\n{text}"
+    );
+    assert!(
+        text.contains("Subject: Undelivered Mail Returned to Sender")
+            && text.contains("Auto-Submitted: auto-replied")
+    );
+    let report = delivery_status(&raw);
+    assert_eq!(get(&report[0], "Reporting-MTA"), "dns; relay.example.test");
+    assert_eq!(get(&report[0], "Original-Envelope-Id"), "trip-42");
+    assert_eq!(
+        report.len(),
+        2,
+        "only the failed recipient is reported: {report:?}"
+    );
+    assert_eq!(
+        get(&report[1], "Original-Recipient"),
+        "rfc822;nobody@remote.test"
+    );
+    assert_eq!(
+        get(&report[1], "Final-Recipient"),
+        "rfc822; nobody@remote.test"
+    );
+    assert_eq!(get(&report[1], "Action"), "failed");
+    assert_eq!(get(&report[1], "Status"), "5.1.1");
+    assert!(
+        get(&report[1], "Diagnostic-Code").starts_with("smtp; 550 5.1.1"),
+        "{report:?}"
+    );
+    // RET=HDRS: the headers come back, not the body.
+    assert!(
+        text.contains("Content-Type: text/rfc822-headers")
+            && text.contains("Subject: half of it")
+            && !text.contains("body text")
+    );
+    // The readable part says what happened.
+    assert!(
+        text.contains("<nobody@remote.test>: remote server refused RCPT TO: 550 5.1.1"),
+        "{text}"
+    );
+    wait_queue(&a, &id, "");
+}
+
+#[test]
+fn notify_never_means_no_bounce_and_a_failed_bounce_is_not_bounced_again() {
+    let b = remote();
+    let dns = dns();
+    let a = relay(&dns, b.ports.mx, "[relay]\nnetworks = [\"127.0.0.0/8\"]\n");
+    let mut c = a.connect(a.ports.mx);
+    c.expect("EHLO app.example.test", "250");
+    c.expect("MAIL FROM:<alice@example.test>", "250");
+    c.expect("RCPT TO:<nobody@remote.test> NOTIFY=NEVER", "250");
+    c.expect("DATA", "354");
+    c.send_raw(b"Subject: never tell\r\n\r\nx\r\n.\r\n");
+    let id1 = c.reply().text.rsplit(' ').next().unwrap().to_string();
+    let r = c.send_mail(
+        "",
+        &["nobody@remote.test"],
+        "Subject: I am a bounce\r\n\r\nx\r\n",
+    );
+    let id2 = r.text.rsplit(' ').next().unwrap().to_string();
+    wait_queue(&a, &id1, "");
+    wait_queue(&a, &id2, "");
+    assert!(a.log().contains("a bounce is never bounced"), "{}", a.log());
+    assert!(
+        a.admin_ok(&["mailbox", "list", "alice@example.test"])
+            .contains("no messages")
+    );
+    assert_eq!(a.admin_ok(&["queue", "list"]).trim(), "queue is empty");
+}
+
+#[test]
+fn a_recipient_still_undeliverable_after_max_queue_time_expires_and_is_bounced() {
+    let b = remote();
+    let dns = dns();
+    dns.servfail("remote.test");
+    let a = relay(&dns, b.ports.mx, "max_queue_time = \"3s\"\n");
+    submit(&a, "bob@remote.test", "too late");
+    let report = delivery_status(&bounce_for_alice(&a, 1));
+    assert_eq!(get(&report[1], "Status"), "4.4.7");
+    assert!(
+        get(&report[1], "Diagnostic-Code").contains("4.4.3"),
+        "the last error is kept: {report:?}"
+    );
 }

@@ -8,6 +8,9 @@
 //! Local delivery is a store write that shares the body instead of copying it, so a batch of
 //! local deliveries is one commit.
 
+use crate::bounce;
+use crate::intake::{AcceptedRecipient, Intake, Origin, Submission};
+use accounts::{Directory, Resolution};
 use outbound::{JobRecipient, Outbound, RemoteJob, RemoteOutcome};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,6 +38,9 @@ pub struct Scheduler {
     wake: Arc<Notify>,
     settings: DeliverySettings,
     outbound: Outbound,
+    intake: Intake,
+    directory: Directory,
+    hostname: Arc<str>,
     /// Messages with a remote job under way; skipped by later rounds until it ends.
     in_flight: Arc<Mutex<HashSet<String>>>,
     /// Connection slots per destination domain.
@@ -49,17 +55,24 @@ fn now_ms() -> i64 {
 }
 
 impl Scheduler {
+    /// `intake` and `directory` are for bounces, which enter the queue like any message.
     pub fn new(
         store: SharedStore,
         wake: Arc<Notify>,
         settings: DeliverySettings,
         outbound: Outbound,
+        intake: Intake,
+        directory: Directory,
+        hostname: &str,
     ) -> Scheduler {
         Scheduler {
             store,
             wake,
             settings,
             outbound,
+            intake,
+            directory,
+            hostname: hostname.into(),
             in_flight: Arc::default(),
             domains: Arc::default(),
         }
@@ -73,7 +86,11 @@ impl Scheduler {
             if *shutdown.borrow() {
                 return;
             }
-            match self.round().await {
+            let work = match self.round().await {
+                Ok(n) => self.bounce_round().await.map(|b| n + b),
+                Err(e) => Err(e),
+            };
+            match work {
                 Ok(0) => {
                     failures = 0;
                     tokio::select! {
@@ -293,6 +310,113 @@ impl Scheduler {
             // The recipients stay pending and are tried again: at worst a duplicate, never a loss.
             tracing::error!(queue_id = %msg.id, error = %e, "recording delivery outcomes failed; they will be retried");
         }
+    }
+}
+
+impl Scheduler {
+    /// Sends the bounces of failed recipients: one report per message for the recipients whose
+    /// NOTIFY asks for it, back to the sender through intake with a null sender. A message that
+    /// was itself a bounce (null sender) gets none: its failure is only logged. Once the report
+    /// is queued (durably), the recipients are marked bounced.
+    pub async fn bounce_round(&self) -> Result<usize, store::StoreError> {
+        let failed = self.store.failed_messages(BATCH).await?;
+        let mut handled = 0;
+        for msg in failed {
+            let recipients: Vec<&store::QueuedRecipient> = msg
+                .recipients
+                .iter()
+                .filter(|r| r.state == store::RecipientState::Failed)
+                .collect();
+            let wanted: Vec<&store::QueuedRecipient> = recipients
+                .iter()
+                .copied()
+                .filter(|r| bounce::wants_failure_report(r))
+                .collect();
+            if msg.envelope.sender.is_empty() {
+                tracing::warn!(queue_id = %msg.id, "a bounce could not be delivered; it is dropped (a bounce is never bounced)");
+            } else if wanted.is_empty() {
+                tracing::info!(queue_id = %msg.id, "no failure report: NOTIFY did not ask for one");
+            } else if let Err(e) = self.send_bounce(&msg, &wanted).await {
+                tracing::error!(queue_id = %msg.id, error = %e, "queueing the bounce failed; it will be retried");
+                continue;
+            }
+            let reports = recipients
+                .iter()
+                .map(|r| store::DeliveryReport {
+                    queue_id: msg.id.clone(),
+                    idx: r.idx,
+                    outcome: Outcome::Bounced,
+                })
+                .collect();
+            self.store.record_deliveries(reports).await?;
+            handled += 1;
+        }
+        Ok(handled)
+    }
+
+    async fn send_bounce(
+        &self,
+        msg: &QueuedMessage,
+        failed: &[&store::QueuedRecipient],
+    ) -> Result<(), String> {
+        let original = self
+            .store
+            .read_body(&msg.body_id, None)
+            .await
+            .map_err(|e| e.to_string())?;
+        let report = bounce::build(&self.hostname, msg, failed, &original);
+        let sender = msg.envelope.sender.to_lowercase();
+        let destinations = match self
+            .directory
+            .resolve(&sender)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Resolution::Local(owners) => owners.into_iter().map(Destination::Mailbox).collect(),
+            Resolution::NotLocal => match sender.rsplit_once('@') {
+                Some((_, domain)) => vec![Destination::Remote(domain.to_string())],
+                None => return Err(format!("sender {sender} has no domain")),
+            },
+            Resolution::UnknownUser => {
+                tracing::warn!(queue_id = %msg.id, sender = %sender, "the sender is an unknown local address; no bounce");
+                return Ok(());
+            }
+        };
+        let head_end = report
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|p| p + 4)
+            .unwrap_or(report.len());
+        let submission = Submission {
+            sender: String::new(),
+            ret: None,
+            envid: None,
+            body_type: Some("8BITMIME".into()),
+            smtputf8: msg.envelope.smtputf8,
+            recipients: vec![AcceptedRecipient {
+                address: msg.envelope.sender.clone(),
+                dsn: store::RecipientDsn::default(),
+                destinations,
+            }],
+            origin: Origin {
+                client_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                helo: self.hostname.to_string(),
+                esmtp: true,
+                listener: "bounce".into(),
+                tls: None,
+                auth: None,
+                submission: false,
+            },
+            head: report[..head_end].to_vec(),
+            body: store::NewBody::Memory(report),
+        };
+        let id = self
+            .intake
+            .submit(submission)
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(queue_id = %msg.id, bounce = %id, to = %msg.envelope.sender, recipients = failed.len(), "bounce queued");
+        Ok(())
     }
 }
 

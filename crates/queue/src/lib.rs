@@ -9,6 +9,7 @@
 //! given) to count Received lines and look for Message-ID and Date; it never rewrites them.
 #![forbid(unsafe_code)]
 
+mod bounce;
 mod date;
 mod delivery;
 mod headers;

@@ -110,6 +110,8 @@ pub trait Store: Send + Sync + 'static {
     /// delivered is removed; one with a failed recipient stays until its bounce is sent. Reports for entries that no longer exist (deleted by an admin) are
     /// ignored. Returns once durable.
     async fn record_deliveries(&self, reports: Vec<DeliveryReport>) -> Result<()>;
+    /// Messages with recipients that failed and still need their bounce, oldest first.
+    async fn failed_messages(&self, limit: usize) -> Result<Vec<QueuedMessage>>;
     async fn queue_list(&self) -> Result<Vec<QueuedMessage>>;
     async fn queue_get(&self, id: &str) -> Result<Option<QueuedMessage>>;
     /// Deletes a queue entry and its recipients. `false` if absent.

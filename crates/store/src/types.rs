@@ -139,7 +139,10 @@ pub enum RecipientState {
     Queued,
     Deferred,
     Delivered,
+    /// Given up on; the sender is still to be told.
     Failed,
+    /// Given up on, and the bounce (or the decision not to send one) is done.
+    Bounced,
 }
 
 impl RecipientState {
@@ -149,6 +152,7 @@ impl RecipientState {
             RecipientState::Deferred => "deferred",
             RecipientState::Delivered => "delivered",
             RecipientState::Failed => "failed",
+            RecipientState::Bounced => "bounced",
         }
     }
 
@@ -158,12 +162,16 @@ impl RecipientState {
             "deferred" => RecipientState::Deferred,
             "delivered" => RecipientState::Delivered,
             "failed" => RecipientState::Failed,
+            "bounced" => RecipientState::Bounced,
             _ => return None,
         })
     }
 
     pub fn is_final(self) -> bool {
-        matches!(self, RecipientState::Delivered | RecipientState::Failed)
+        matches!(
+            self,
+            RecipientState::Delivered | RecipientState::Failed | RecipientState::Bounced
+        )
     }
 }
 
@@ -213,6 +221,8 @@ pub enum Outcome {
     Failed {
         error: String,
     },
+    /// A failed recipient whose bounce has been queued (or needs none).
+    Bounced,
 }
 
 #[derive(Debug, Clone)]

@@ -63,8 +63,8 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
         wake.clone(),
     );
     let services = Arc::new(Services {
-        directory,
-        intake,
+        directory: directory.clone(),
+        intake: intake.clone(),
         tls: Some(acceptor),
         spool_dir,
     });
@@ -134,6 +134,9 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
             max_connections_per_domain: config.outbound.max_connections_per_domain,
         },
         outbound,
+        intake,
+        directory,
+        &hostname,
     );
     let delivery_task = if config.delivery.paused {
         tracing::warn!(

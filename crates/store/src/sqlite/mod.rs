@@ -255,6 +255,10 @@ impl Store for SqliteStore {
         first_err.map_or(Ok(()), Err)
     }
 
+    async fn failed_messages(&self, limit: usize) -> Result<Vec<QueuedMessage>> {
+        read::failed(&self.pool, limit).await
+    }
+
     async fn queue_list(&self) -> Result<Vec<QueuedMessage>> {
         read::queue_all(&self.pool).await
     }

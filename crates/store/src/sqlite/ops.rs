@@ -328,6 +328,15 @@ pub(crate) async fn bulk_report(
                 owner.as_str(),
                 prefix.as_slice(),
             )),
+            Outcome::Bounced => {
+                sqlx::query(
+                    "UPDATE queue_recipients SET state = 'bounced' WHERE queue_id = ? AND idx = ? AND state = 'failed'",
+                )
+                .bind(&r.queue_id)
+                .bind(r.idx as i64)
+                .execute(&mut *c)
+                .await?;
+            }
             Outcome::Sent { response } => {
                 sqlx::query(
                     "UPDATE queue_recipients SET state = 'delivered', attempts = attempts + 1, last_error = ? \
@@ -481,9 +490,9 @@ async fn store_delivered(c: &mut SqliteConnection, delivered: Vec<Copy<'_>>) -> 
     Ok(())
 }
 
-/// Removes the queue entries among `ids` whose recipients are all delivered, and their bodies if
-/// no mailbox message uses them. An entry with a failed recipient stays until its bounce has
-/// been sent (the failure must reach the sender).
+/// Removes the queue entries among `ids` whose recipients are all delivered or bounced, and their
+/// bodies if no mailbox message uses them. An entry with a failed recipient stays until its
+/// bounce has been queued (the failure must reach the sender).
 async fn complete_entries(
     c: &mut SqliteConnection,
     ids: &[String],

@@ -167,6 +167,23 @@ pub(super) async fn due(
         .collect())
 }
 
+/// Messages with recipients in state `failed` (their bounce is still to be sent).
+pub(super) async fn failed(pool: &SqlitePool, limit: usize) -> Result<Vec<QueuedMessage>> {
+    let sql = format!(
+        "{QUEUE_SELECT} WHERE q.id IN (SELECT DISTINCT r2.queue_id FROM queue_recipients r2 \
+         JOIN queue q2 ON q2.id = r2.queue_id WHERE r2.state = 'failed' AND q2.quarantined IS NULL \
+         ORDER BY r2.queue_id LIMIT ?) ORDER BY q.id, r.idx"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(limit as i64)
+        .fetch_all(pool)
+        .await?;
+    Ok(group(rows)?
+        .into_iter()
+        .filter(|m| m.quarantined.is_none())
+        .collect())
+}
+
 pub(super) async fn queue_all(pool: &SqlitePool) -> Result<Vec<QueuedMessage>> {
     let sql = format!("{QUEUE_SELECT} ORDER BY q.id, r.idx");
     group(
