@@ -11,9 +11,11 @@
 
 mod password;
 mod resolve;
+mod senders;
 
 pub use password::{generate_password, hash_password, verify_password};
 pub use resolve::Resolution;
+pub use senders::SenderPolicy;
 
 use store::SharedStore;
 

@@ -20,7 +20,13 @@ const CAROL: &str = "carol@remote.test";
 
 fn server() -> TestServer {
     let s =
-        TestServer::start(Path::new(env!("CARGO_BIN_EXE_postrider")), "").expect("start server");
+        // The same messages (From: carol@remote.test) go through MX and submission here, so
+        // alice may send as anyone; the sender rules themselves are tested in smtp_dialog.rs.
+        TestServer::start(
+            Path::new(env!("CARGO_BIN_EXE_postrider")),
+            "[senders.allowed]\n\"alice@example.test\" = [\"*\"]\n",
+        )
+        .expect("start server");
     s.admin_ok(&["domain", "add", "example.test"]);
     s.add_account(ALICE, ALICE_PW);
     s

@@ -695,3 +695,51 @@ fn a_bdat_message_over_the_size_limit_is_refused_and_not_kept() {
             .is_none()
     );
 }
+
+fn logged_in(s: &TestServer, user: &str, pw: &str) -> Conn {
+    let mut c = s.connect(s.ports.submission);
+    c.expect("EHLO client.test", "250");
+    c.starttls();
+    c.expect("EHLO client.test", "250");
+    c.expect(&format!("AUTH PLAIN {}", plain_ir(user, pw)), "235");
+    c
+}
+
+#[test]
+fn an_account_may_send_only_as_addresses_of_its_own_domain_by_default() {
+    let s = server("");
+    let mut c = logged_in(&s, "alice@example.test", "alice-password");
+    c.expect(
+        "MAIL FROM:<ceo@bank.test>",
+        "550 5.7.1 Sender address not allowed",
+    );
+    c.expect("MAIL FROM:<sales@example.test>", "250");
+    c.expect("RCPT TO:<bob@example.test>", "250");
+    c.expect("DATA", "354");
+    c.send_raw(b"From: The CEO <ceo@bank.test>\r\nSubject: wire money\r\n\r\nnow\r\n.\r\n");
+    let r = c.reply();
+    assert_eq!(
+        (r.code, r.text.as_str()),
+        (550, "5.7.1 From: address not allowed for this account")
+    );
+    let r = c.send_mail(
+        "alice@example.test",
+        &["bob@example.test"],
+        "From: Alice <alice@example.test>\r\nSubject: fine\r\n\r\nok\r\n",
+    );
+    assert_eq!(r.code, 250);
+    s.wait_for_mail("bob@example.test", 1);
+}
+
+#[test]
+fn sender_rules_in_the_config_widen_or_narrow_what_an_account_may_use() {
+    let s = server("[senders.allowed]\n\"alice@example.test\" = [\"@bank.test\"]\n");
+    let mut c = logged_in(&s, "alice@example.test", "alice-password");
+    c.expect("MAIL FROM:<ceo@bank.test>", "250");
+    c.expect("RSET", "250");
+    c.expect("MAIL FROM:<sales@example.test>", "550 5.7.1");
+    c.expect("MAIL FROM:<alice@example.test>", "250");
+    // Bob has no rule: his own domain only.
+    let mut c = logged_in(&s, "bob@example.test", "bob-password");
+    c.expect("MAIL FROM:<ceo@bank.test>", "550 5.7.1");
+}

@@ -138,6 +138,8 @@ pub struct Config {
     pub tls: Tls,
     pub smtp: Smtp,
     pub relay: Relay,
+    /// `senders.allowed`: (account or "@domain", allowed addresses / "@domain" / "*"), lower-case.
+    pub senders: Vec<(String, Vec<String>)>,
     pub outbound: Outbound,
     pub delivery: Delivery,
     pub listeners: Vec<Listener>,
@@ -349,6 +351,23 @@ mod tests {
         assert_eq!(c.outbound.nameservers[0].port(), 5353);
         let p = problems("[relay]\nnetworks = [\"not a net\", 5]\n");
         assert!(p.iter().any(|m| m.starts_with("relay.networks")), "{p:?}");
+    }
+
+    #[test]
+    fn sender_rules_take_the_users_own_keys_and_check_them() {
+        let c = Config::from_toml_str(
+            "[senders.allowed]\n\"App@Example.com\" = [\"noreply@example.com\", \"@mail.example.com\"]\n\"@ops.example\" = [\"*\"]\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.senders.len(), 2);
+        assert!(
+            c.senders
+                .iter()
+                .any(|(k, v)| k == "app@example.com" && v.len() == 2)
+        );
+        let p = problems("[senders.allowed]\n\"nobody\" = [\"not an address\"]\n");
+        assert_eq!(p.len(), 2, "{p:?}");
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub(crate) struct RawConfig {
     tls: RawTls,
     smtp: RawSmtp,
     relay: RawRelay,
+    senders: RawSenders,
     outbound: RawOutbound,
     delivery: RawDelivery,
     listener: Vec<RawListener>,
@@ -32,6 +33,12 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawRelay {
     networks: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSenders {
+    allowed: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -156,6 +163,9 @@ fn merge_table(base: &mut Table, user: Table, prefix: &str, problems: &mut Vec<P
             continue;
         };
         match (existing, value) {
+            // A table that is empty by default (like senders.allowed) holds the user's own
+            // keys: it is taken as written and its values are checked by serde.
+            (Value::Table(b), Value::Table(u)) if b.is_empty() => *b = u,
             (Value::Table(b), Value::Table(u)) => merge_table(b, u, &path, problems),
             // An array of listener tables replaces the default list; each entry is checked
             // against the shape of the first default entry.
@@ -385,6 +395,32 @@ impl RawConfig {
                 }),
             }
         }
+        let mut senders_allowed = Vec::new();
+        for (key, values) in &self.senders.allowed {
+            let k = key.trim().to_lowercase();
+            let key_ok = k.starts_with('@') && valid_hostname(&k[1..])
+                || k.contains('@') && !k.starts_with('@');
+            if !key_ok {
+                c.problems.push(Problem {
+                    key: format!("senders.allowed.\"{key}\""),
+                    message: "a key is an account (name@example.com) or a domain (@example.com)"
+                        .into(),
+                });
+            }
+            for v in values {
+                let v = v.trim().to_lowercase();
+                let ok = v == "*"
+                    || (v.starts_with('@') && valid_hostname(&v[1..]))
+                    || (v.contains('@') && !v.starts_with('@'));
+                if !ok {
+                    c.problems.push(Problem {
+                        key: format!("senders.allowed.\"{key}\""),
+                        message: format!("\"{v}\" is not an address, \"@domain\" or \"*\""),
+                    });
+                }
+            }
+            senders_allowed.push((k, values.iter().map(|v| v.trim().to_lowercase()).collect()));
+        }
         let o = &self.outbound;
         let mut nameservers = Vec::new();
         for (i, n) in o.nameservers.iter().enumerate() {
@@ -437,6 +473,7 @@ impl RawConfig {
             relay: Relay {
                 networks: relay_networks,
             },
+            senders: senders_allowed,
             outbound,
             delivery,
             listeners,

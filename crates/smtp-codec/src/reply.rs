@@ -154,6 +154,13 @@ pub const AUTH_NEEDS_TLS: Reply = r(
 );
 pub const USER_UNKNOWN: Reply = r(550, (5, 1, 1), "Recipient address rejected: user unknown");
 pub const RELAY_DENIED: Reply = r(550, (5, 7, 1), "Relaying denied");
+/// An authenticated account may send only as the addresses it is allowed.
+pub const SENDER_NOT_ALLOWED: Reply = r(
+    550,
+    (5, 7, 1),
+    "Sender address not allowed for this account",
+);
+pub const FROM_NOT_ALLOWED: Reply = r(550, (5, 7, 1), "From: address not allowed for this account");
 /// RFC 1870 §6: the declared or actual size exceeds the fixed maximum.
 pub const MESSAGE_TOO_BIG: Reply = r(
     552,

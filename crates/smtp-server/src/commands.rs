@@ -125,6 +125,12 @@ impl Session {
         {
             return self.reply(reply::UTF8_ADDRESS_NEEDS_SMTPUTF8);
         }
+        if let (Some(account), ReversePath::Address(a)) = (&self.auth, &from)
+            && !self.svc.senders.allows(account, &a.normalized())
+        {
+            tracing::info!(user = %account, from = %a, "MAIL FROM refused: not an allowed sender for this account");
+            return self.reply(reply::SENDER_NOT_ALLOWED);
+        }
         self.tx = Some(Transaction {
             sender: from,
             params,
@@ -364,6 +370,15 @@ impl Session {
                 return self.reply(reply::LOCAL_ERROR);
             }
         };
+        if let Some(account) = &self.auth
+            && let Some(bad) = disallowed_from(&self.svc.senders, account, &head)
+        {
+            tracing::info!(user = %account, from = %bad, "message refused: From: not allowed for this account");
+            if let store::NewBody::File { path, .. } = &body {
+                let _ = std::fs::remove_file(path);
+            }
+            return self.reply(reply::FROM_NOT_ALLOWED);
+        }
         let (helo, esmtp) = self.helo.clone().unwrap_or_default();
         let submission = Submission {
             sender: tx.sender.to_string(),
@@ -403,4 +418,14 @@ impl Session {
             }
         }
     }
+}
+
+/// The first From: address of the header section that `account` may not use, if any.
+fn disallowed_from(policy: &accounts::SenderPolicy, account: &str, head: &[u8]) -> Option<String> {
+    let parsed = mail_parser::MessageParser::default().parse_headers(head)?;
+    let from = parsed.from()?;
+    from.iter()
+        .filter_map(|a| a.address())
+        .find(|addr| !policy.allows(account, addr))
+        .map(str::to_string)
 }

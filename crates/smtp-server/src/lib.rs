@@ -63,6 +63,8 @@ pub struct SessionConfig {
 /// The services a session uses, shared by all sessions.
 pub struct Services {
     pub directory: Directory,
+    /// Which addresses authenticated accounts may send as.
+    pub senders: accounts::SenderPolicy,
     pub intake: Intake,
     /// `None` when TLS is not configured (STARTTLS then answers 454).
     pub tls: Option<TlsAcceptor>,

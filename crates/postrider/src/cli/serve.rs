@@ -64,6 +64,7 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
     );
     let services = Arc::new(Services {
         directory: directory.clone(),
+        senders: accounts::SenderPolicy::new(config.senders.clone()),
         intake: intake.clone(),
         tls: Some(acceptor),
         spool_dir,
