@@ -3,7 +3,7 @@
 //! recipient. `Err` means "this host could not take the message, try the next one" and is
 //! returned only before MAIL was sent; after that every recipient gets an outcome.
 
-use crate::{OutboundSettings, RemoteJob, RemoteOutcome};
+use crate::{OutboundSettings, RemoteJob, RemoteOutcome, Route};
 use smtp_codec::client::{
     self as c, DotStuffer, MailFrom, RcptTo, ServerCapabilities, ServerReply,
 };
@@ -115,16 +115,17 @@ impl Conn {
 pub(crate) async fn deliver_to(
     s: &OutboundSettings,
     tls: &Arc<rustls::ClientConfig>,
+    route: &Route,
     host: &str,
     addr: SocketAddr,
     job: &RemoteJob,
 ) -> Result<Vec<(u32, RemoteOutcome)>, String> {
-    match session(s, tls, host, addr, job, true).await {
+    match session(s, tls, route, host, addr, job, true).await {
         // A TLS handshake that fails is retried once in plain text (opportunistic TLS must not
-        // make a server that works in plain text unreachable).
-        Err(Problem::TlsFailed(e)) => {
+        // make a server that works in plain text unreachable) — unless TLS is required.
+        Err(Problem::TlsFailed(e)) if !route.tls_required => {
             tracing::info!(host, %addr, error = %e, "STARTTLS failed; retrying without TLS");
-            session(s, tls, host, addr, job, false)
+            session(s, tls, route, host, addr, job, false)
                 .await
                 .map_err(|p| p.to_string())
         }
@@ -149,6 +150,7 @@ impl std::fmt::Display for Problem {
 async fn session(
     s: &OutboundSettings,
     tls: &Arc<rustls::ClientConfig>,
+    route: &Route,
     host: &str,
     addr: SocketAddr,
     job: &RemoteJob,
@@ -193,7 +195,57 @@ async fn session(
             caps = hello(&mut conn, &s.helo_name).await.map_err(host_err)?;
         }
     }
+    let encrypted = matches!(conn.stream, Stream::Tls(_));
+    if route.tls_required && !encrypted {
+        let _ = conn.send(&c::quit()).await;
+        return Err(host_err(
+            "4.7.10 TLS is required for this destination but was not available".into(),
+        ));
+    }
+    if let Some((user, password)) = &route.auth {
+        if !encrypted {
+            return Err(host_err("4.7.10 credentials are only sent over TLS".into()));
+        }
+        authenticate(&mut conn, &caps, user, password)
+            .await
+            .map_err(host_err)?;
+    }
     Ok(transaction(s, &mut conn, &caps, job).await)
+}
+
+/// AUTH PLAIN (RFC 4616) or LOGIN at a smarthost (RFC 4954). A refusal is reported as a host
+/// problem, so the mail is deferred while the credentials are fixed, not bounced.
+async fn authenticate(
+    conn: &mut Conn,
+    caps: &ServerCapabilities,
+    user: &str,
+    password: &str,
+) -> Result<(), String> {
+    let reply = if caps.auth.iter().any(|m| m == "PLAIN") {
+        conn.command(&c::auth(
+            "PLAIN",
+            Some(&c::auth_plain_response(user, password)),
+        ))
+        .await?
+    } else if caps.auth.iter().any(|m| m == "LOGIN") {
+        let r = conn
+            .command(&c::auth("LOGIN", Some(&c::base64_encode(user.as_bytes()))))
+            .await?;
+        if r.code != 334 {
+            return Err(format!("AUTH LOGIN refused: {r}"));
+        }
+        conn.command(format!("{}\r\n", c::base64_encode(password.as_bytes())).as_bytes())
+            .await?
+    } else {
+        return Err("4.7.0 the smarthost offers neither AUTH PLAIN nor LOGIN".into());
+    };
+    if reply.code == 235 {
+        Ok(())
+    } else {
+        Err(format!(
+            "4.7.0 authentication at the smarthost failed: {reply}"
+        ))
+    }
 }
 
 /// EHLO, or HELO when EHLO is refused (RFC 5321 §4.1.4).

@@ -31,6 +31,34 @@ pub struct OutboundSettings {
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     pub data_end_timeout: Duration,
+    /// Routes by recipient domain ("*" for every other domain).
+    pub routes: Vec<Route>,
+}
+
+/// How mail for a domain is sent (from the `[[transport]]` table).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Route {
+    /// A recipient domain (lower-case) or "*".
+    pub domain: String,
+    /// Send through this host and port instead of the domain's MX hosts.
+    pub smarthost: Option<(String, u16)>,
+    /// Without STARTTLS (or with a failed handshake) the mail is deferred, never sent in plain
+    /// text.
+    pub tls_required: bool,
+    /// AUTH credentials for the smarthost; used only over TLS.
+    pub auth: Option<(String, String)>,
+}
+
+impl OutboundSettings {
+    /// The route for a domain: its own entry, else "*", else MX with opportunistic TLS.
+    pub fn route(&self, domain: &str) -> Route {
+        self.routes
+            .iter()
+            .find(|r| r.domain == domain)
+            .or_else(|| self.routes.iter().find(|r| r.domain == "*"))
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 /// One recipient of a job.
@@ -81,7 +109,8 @@ impl Outbound {
         }
     }
 
-    /// Delivers `job` to its domain's mail hosts and returns one outcome per recipient.
+    /// Delivers `job` to its domain's mail hosts (or its smarthost) and returns one outcome per
+    /// recipient.
     pub async fn deliver(&self, job: &RemoteJob) -> Vec<(u32, RemoteOutcome)> {
         let all = |o: RemoteOutcome| {
             job.recipients
@@ -89,20 +118,24 @@ impl Outbound {
                 .map(|r| (r.idx, o.clone()))
                 .collect::<Vec<_>>()
         };
-        let hosts = match self.dns.mx(&job.domain).await {
-            Ok(MxResult::Hosts(h)) => h,
-            Ok(MxResult::NullMx) => {
-                return all(RemoteOutcome::Failed(format!(
-                    "5.1.10 {} does not accept mail (null MX, RFC 7505)",
-                    job.domain
-                )));
-            }
-            Err(LookupError::NoSuchDomain(d)) => {
-                return all(RemoteOutcome::Failed(format!(
-                    "5.1.2 domain {d} does not exist (DNS NXDOMAIN)"
-                )));
-            }
-            Err(e) => return all(RemoteOutcome::Deferred(format!("4.4.3 {e}"))),
+        let route = self.settings.route(&job.domain);
+        let (hosts, port) = match &route.smarthost {
+            Some((host, port)) => (vec![host.clone()], *port),
+            None => match self.dns.mx(&job.domain).await {
+                Ok(MxResult::Hosts(h)) => (h, self.settings.mx_port),
+                Ok(MxResult::NullMx) => {
+                    return all(RemoteOutcome::Failed(format!(
+                        "5.1.10 {} does not accept mail (null MX, RFC 7505)",
+                        job.domain
+                    )));
+                }
+                Err(LookupError::NoSuchDomain(d)) => {
+                    return all(RemoteOutcome::Failed(format!(
+                        "5.1.2 domain {d} does not exist (DNS NXDOMAIN)"
+                    )));
+                }
+                Err(e) => return all(RemoteOutcome::Deferred(format!("4.4.3 {e}"))),
+            },
         };
         let mut last_problem = String::from("4.4.1 no mail host answered");
         for host in &hosts {
@@ -114,8 +147,8 @@ impl Outbound {
                 }
             };
             for ip in ips {
-                let addr = std::net::SocketAddr::new(ip, self.settings.mx_port);
-                match client::deliver_to(&self.settings, &self.tls, host, addr, job).await {
+                let addr = std::net::SocketAddr::new(ip, port);
+                match client::deliver_to(&self.settings, &self.tls, &route, host, addr, job).await {
                     Ok(outcomes) => return outcomes,
                     Err(problem) => {
                         tracing::info!(queue_id = %job.queue_id, host, %addr, problem = %problem, "mail host unusable; trying the next");

@@ -238,3 +238,125 @@ fn postfix_relays_three_messages_into_postrider_with_bodies_and_subjects_intact(
     assert_eq!(seen, vec![1, 2, 3], "each message exactly once");
     drop(pf);
 }
+
+/// A Postfix instance in store mode: accepts mail for bench.test into DIR/mail/bench, offers
+/// no STARTTLS (nothing configured for it).
+fn postfix_store(root: &Path) -> Postfix {
+    let pf = Postfix {
+        dir: root.join("postfix-store"),
+        port: free_port(),
+    };
+    let started = Command::new(script())
+        .arg("start")
+        .arg(&pf.dir)
+        .args(["--port", &pf.port.to_string(), "--mode", "store"])
+        .output()
+        .expect("run scripts/postfix-instance");
+    assert!(
+        started.status.success(),
+        "postfix-instance start: {}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    pf
+}
+
+fn maildir_count(pf: &Postfix) -> usize {
+    ["new", "cur"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(pf.dir.join("mail/bench").join(d)).ok())
+        .map(|entries| entries.count())
+        .sum()
+}
+
+/// Relays to the smarthost route given in `transport` and returns the queue id.
+fn relay_through(transport: &str) -> (TestServer, String) {
+    let s = TestServer::start_named(
+        Path::new(env!("CARGO_BIN_EXE_postrider")),
+        "relay.example.test",
+        &format!(
+            "[relay]\nnetworks = [\"127.0.0.0/8\"]\n[delivery]\nretry_initial = \"1h\"\n{transport}"
+        ),
+    )
+    .expect("start server");
+    let mut c = s.connect(s.ports.mx);
+    c.expect("EHLO app.example.test", "250");
+    let r = c.send_mail(
+        "app@example.test",
+        &["user@bench.test"],
+        "Subject: to postfix\r\n\r\nhello\r\n",
+    );
+    assert_eq!(r.code, 250);
+    (s, r.text.rsplit(' ').next().unwrap().to_string())
+}
+
+#[test]
+fn a_smarthost_without_starttls_gets_mail_in_plain_text_unless_tls_is_required() {
+    require_tools();
+    let root = tempfile::tempdir().expect("tempdir");
+    let pf = postfix_store(root.path());
+    // Opportunistic (the default): Postfix offers no STARTTLS, so the mail goes in plain text.
+    let (_a, _) = relay_through(&format!(
+        "[[transport]]\ndomain = \"*\"\nsmarthost = \"127.0.0.1:{}\"\n",
+        pf.port
+    ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while maildir_count(&pf) < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "Postfix never stored the message:\n{}",
+            pf.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Required: no STARTTLS means no delivery; the message waits, deferred with 4.7.10.
+    let (b, id) = relay_through(&format!(
+        "[[transport]]\ndomain = \"bench.test\"\nsmarthost = \"127.0.0.1:{}\"\ntls = \"required\"\n",
+        pf.port
+    ));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let shown = b.admin_ok(&["queue", "show", &id]);
+        if shown.contains("[deferred]") {
+            assert!(shown.contains("4.7.10 TLS is required"), "{shown}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never deferred:\n{shown}\n{}",
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        maildir_count(&pf),
+        1,
+        "nothing more reached Postfix in plain text"
+    );
+}
+
+#[test]
+fn a_smarthost_that_requires_auth_gets_mail_over_tls_with_credentials() {
+    // The smarthost is another Postrider's submission port: STARTTLS, then AUTH.
+    let bin = Path::new(env!("CARGO_BIN_EXE_postrider"));
+    let hub = TestServer::start_named(
+        bin,
+        "hub.test",
+        "[senders.allowed]\n\"relay@hub.test\" = [\"*\"]\n",
+    )
+    .expect("hub");
+    hub.admin_ok(&["domain", "add", "hub.test"]);
+    hub.admin_ok(&["domain", "add", "bench.test"]);
+    hub.add_account("relay@hub.test", "hub-secret");
+    hub.add_account("user@bench.test", "pw");
+    let (_a, _) = relay_through(&format!(
+        "[[transport]]\ndomain = \"*\"\nsmarthost = \"127.0.0.1:{}\"\ntls = \"required\"\nusername = \"relay@hub.test\"\npassword = \"hub-secret\"\n",
+        hub.ports.submission
+    ));
+    let ids = hub.wait_for_mail("user@bench.test", 1);
+    let stored = String::from_utf8(hub.mailbox_show("user@bench.test", ids[0])).unwrap();
+    assert!(
+        stored.contains("(authenticated as relay@hub.test)") && stored.contains("with ESMTPSA id"),
+        "{stored}"
+    );
+    assert!(stored.ends_with("Subject: to postfix\r\n\r\nhello\r\n"));
+}

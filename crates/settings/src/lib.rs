@@ -107,6 +107,19 @@ pub struct Relay {
     pub networks: Vec<IpNet>,
 }
 
+/// A route for remote mail (`[[transport]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transport {
+    /// A recipient domain (lower-case) or "*".
+    pub domain: String,
+    /// Send through this host and port instead of the domain's MX hosts.
+    pub smarthost: Option<(String, u16)>,
+    /// No STARTTLS → defer; never plain text.
+    pub tls_required: bool,
+    /// AUTH credentials for the smarthost.
+    pub auth: Option<(String, String)>,
+}
+
 /// Delivery to remote servers.
 #[derive(Debug, Clone)]
 pub struct Outbound {
@@ -140,6 +153,8 @@ pub struct Config {
     pub relay: Relay,
     /// `senders.allowed`: (account or "@domain", allowed addresses / "@domain" / "*"), lower-case.
     pub senders: Vec<(String, Vec<String>)>,
+    /// Routes for remote mail, from `[[transport]]`.
+    pub transports: Vec<Transport>,
     pub outbound: Outbound,
     pub delivery: Delivery,
     pub listeners: Vec<Listener>,
@@ -368,6 +383,37 @@ mod tests {
         );
         let p = problems("[senders.allowed]\n\"nobody\" = [\"not an address\"]\n");
         assert_eq!(p.len(), 2, "{p:?}");
+    }
+
+    #[test]
+    fn transports_are_read_and_unsafe_ones_refused() {
+        let c = Config::from_toml_str(
+            "[[transport]]\ndomain = \"*\"\nsmarthost = \"smtp.provider.example:587\"\ntls = \"required\"\nusername = \"u\"\npassword = \"p\"\n\
+             [[transport]]\ndomain = \"Bank.Example\"\ntls = \"required\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.transports.len(), 2);
+        assert_eq!(
+            c.transports[0].smarthost,
+            Some(("smtp.provider.example".into(), 587))
+        );
+        assert_eq!(c.transports[1].domain, "bank.example");
+        let p = problems(
+            "[[transport]]\ndomain = \"*\"\nsmarthost = \"nohost\"\nusername = \"u\"\npassword = \"p\"\nfoo = 1\n",
+        );
+        assert!(p.iter().any(|m| m.contains("foo")), "{p:?}");
+        let p = problems(
+            "[[transport]]\ndomain = \"*\"\nsmarthost = \"nohost\"\nusername = \"u\"\npassword = \"p\"\n",
+        );
+        assert!(
+            p.iter().any(|m| m.starts_with("transport[0].smarthost")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.starts_with("transport[0].tls")),
+            "plain-text passwords are refused: {p:?}"
+        );
     }
 
     #[test]

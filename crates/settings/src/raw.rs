@@ -7,7 +7,7 @@
 use crate::units::{parse_duration, parse_size};
 use crate::{
     Config, DEFAULTS_TOML, Delivery, Listener, Log, LogFormat, Outbound, Problem, Relay, Role,
-    Server, Smtp, Tls,
+    Server, Smtp, Tls, Transport,
 };
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -18,6 +18,7 @@ use toml::{Table, Value};
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
+    transport: Vec<RawTransport>,
     server: RawServer,
     log: RawLog,
     tls: RawTls,
@@ -33,6 +34,20 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawRelay {
     networks: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransport {
+    domain: String,
+    #[serde(default)]
+    smarthost: String,
+    #[serde(default)]
+    tls: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
 }
 
 #[derive(Deserialize)]
@@ -395,6 +410,7 @@ impl RawConfig {
                 }),
             }
         }
+        let transports = check_transports(&self.transport, &mut c.problems);
         let mut senders_allowed = Vec::new();
         for (key, values) in &self.senders.allowed {
             let k = key.trim().to_lowercase();
@@ -474,6 +490,7 @@ impl RawConfig {
                 networks: relay_networks,
             },
             senders: senders_allowed,
+            transports,
             outbound,
             delivery,
             listeners,
@@ -545,6 +562,89 @@ fn check_listeners(raw: &[RawListener], problems: &mut Vec<Problem>) -> Vec<List
                 role,
             });
         }
+    }
+    out
+}
+
+fn check_transports(raw: &[RawTransport], problems: &mut Vec<Problem>) -> Vec<Transport> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, t) in raw.iter().enumerate() {
+        let key = |k: &str| format!("transport[{i}].{k}");
+        let domain = t.domain.trim().trim_end_matches('.').to_lowercase();
+        if domain != "*" && !valid_hostname(&domain) {
+            problems.push(Problem {
+                key: key("domain"),
+                message: format!("\"{}\" is not a domain or \"*\"", t.domain),
+            });
+        } else if !seen.insert(domain.clone()) {
+            problems.push(Problem {
+                key: key("domain"),
+                message: format!("\"{domain}\" has two transport entries"),
+            });
+        }
+        let smarthost = match t.smarthost.trim() {
+            "" => None,
+            hp => {
+                match hp.rsplit_once(':').map(|(h, p)| {
+                    (
+                        h.trim_start_matches('[').trim_end_matches(']'),
+                        p.parse::<u16>(),
+                    )
+                }) {
+                    Some((h, Ok(p))) if !h.is_empty() && p > 0 => Some((h.to_lowercase(), p)),
+                    _ => {
+                        problems.push(Problem {
+                        key: key("smarthost"),
+                        message: format!("\"{hp}\" is not host:port; write e.g. \"smtp.provider.example:587\""),
+                    });
+                        None
+                    }
+                }
+            }
+        };
+        let tls_required = match t.tls.trim() {
+            "" | "opportunistic" => false,
+            "required" => true,
+            other => {
+                problems.push(Problem {
+                    key: key("tls"),
+                    message: format!(
+                        "\"{other}\" is not a TLS mode; use \"opportunistic\" or \"required\""
+                    ),
+                });
+                false
+            }
+        };
+        let auth = match (t.username.is_empty(), t.password.is_empty()) {
+            (true, true) => None,
+            (false, false) => Some((t.username.clone(), t.password.clone())),
+            _ => {
+                problems.push(Problem {
+                    key: key("password"),
+                    message: "username and password go together".into(),
+                });
+                None
+            }
+        };
+        if auth.is_some() && !tls_required {
+            problems.push(Problem {
+                key: key("tls"),
+                message: "with a username and password set tls = \"required\", so the password never travels in plain text".into(),
+            });
+        }
+        if auth.is_some() && smarthost.is_none() {
+            problems.push(Problem {
+                key: key("smarthost"),
+                message: "credentials are only used with a smarthost".into(),
+            });
+        }
+        out.push(Transport {
+            domain,
+            smarthost,
+            tls_required,
+            auth,
+        });
     }
     out
 }

@@ -122,6 +122,16 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
             connect_timeout: config.outbound.connect_timeout,
             command_timeout: config.outbound.command_timeout,
             data_end_timeout: config.outbound.data_end_timeout,
+            routes: config
+                .transports
+                .iter()
+                .map(|t| outbound::Route {
+                    domain: t.domain.clone(),
+                    smarthost: t.smarthost.clone(),
+                    tls_required: t.tls_required,
+                    auth: t.auth.clone(),
+                })
+                .collect(),
         },
     );
     let delivery = Scheduler::new(
