@@ -3,7 +3,7 @@
 //! recipient. `Err` means "this host could not take the message, try the next one" and is
 //! returned only before MAIL was sent; after that every recipient gets an outcome.
 
-use crate::{OutboundSettings, RemoteJob, RemoteOutcome, Route};
+use crate::{OutboundSettings, RemoteJob, RemoteOutcome, Route, Source};
 use smtp_codec::client::{
     self as c, DotStuffer, MailFrom, RcptTo, ServerCapabilities, ServerReply,
 };
@@ -116,16 +116,17 @@ pub(crate) async fn deliver_to(
     s: &OutboundSettings,
     tls: &Arc<rustls::ClientConfig>,
     route: &Route,
+    source: Option<&Source>,
     host: &str,
     addr: SocketAddr,
     job: &RemoteJob,
 ) -> Result<Vec<(u32, RemoteOutcome)>, String> {
-    match session(s, tls, route, host, addr, job, true).await {
+    match session(s, tls, route, source, host, addr, job, true).await {
         // A TLS handshake that fails is retried once in plain text (opportunistic TLS must not
         // make a server that works in plain text unreachable) — unless TLS is required.
         Err(Problem::TlsFailed(e)) if !route.tls_required => {
             tracing::info!(host, %addr, error = %e, "STARTTLS failed; retrying without TLS");
-            session(s, tls, route, host, addr, job, false)
+            session(s, tls, route, source, host, addr, job, false)
                 .await
                 .map_err(|p| p.to_string())
         }
@@ -147,20 +148,35 @@ impl std::fmt::Display for Problem {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn session(
     s: &OutboundSettings,
     tls: &Arc<rustls::ClientConfig>,
     route: &Route,
+    source: Option<&Source>,
     host: &str,
     addr: SocketAddr,
     job: &RemoteJob,
     try_tls: bool,
 ) -> Result<Vec<(u32, RemoteOutcome)>, Problem> {
     let host_err = |what: String| Problem::Host(format!("4.4.1 {host} [{}]: {what}", addr.ip()));
-    let tcp = tokio::time::timeout(s.connect_timeout, TcpStream::connect(addr))
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(|e| host_err(format!("cannot make a socket: {e}")))?;
+    if let Some(src) = source {
+        // A dedicated source address: bind before connecting.
+        socket
+            .bind(SocketAddr::new(src.ip, 0))
+            .map_err(|e| host_err(format!("cannot use source address {}: {e}", src.ip)))?;
+    }
+    let tcp = tokio::time::timeout(s.connect_timeout, socket.connect(addr))
         .await
         .map_err(|_| host_err("connection timed out".into()))?
         .map_err(|e| host_err(format!("cannot connect: {e}")))?;
+    let helo_name = source.map(|s| s.helo.as_str()).unwrap_or(&s.helo_name);
     let _ = tcp.set_nodelay(true);
     let mut conn = Conn {
         stream: Stream::Plain(tcp),
@@ -172,7 +188,7 @@ async fn session(
     if !greeting.is_positive() {
         return Err(host_err(format!("greeted with {greeting}")));
     }
-    let mut caps = hello(&mut conn, &s.helo_name).await.map_err(host_err)?;
+    let mut caps = hello(&mut conn, helo_name).await.map_err(host_err)?;
     if try_tls && caps.starttls {
         let r = conn.command(&c::starttls()).await.map_err(host_err)?;
         if r.code == 220 {
@@ -192,7 +208,7 @@ async fn session(
                 buf: Vec::new(),
                 timeout: s.command_timeout,
             };
-            caps = hello(&mut conn, &s.helo_name).await.map_err(host_err)?;
+            caps = hello(&mut conn, helo_name).await.map_err(host_err)?;
         }
     }
     let encrypted = matches!(conn.stream, Stream::Tls(_));

@@ -13,9 +13,11 @@
 
 mod client;
 mod dns;
+mod pools;
 mod tls;
 
 pub use dns::{Dns, LookupError, MxResult};
+pub use pools::{Pool, Pools, Source};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,14 +100,16 @@ pub struct Outbound {
     dns: Dns,
     settings: OutboundSettings,
     tls: Arc<rustls::ClientConfig>,
+    pools: Arc<Pools>,
 }
 
 impl Outbound {
-    pub fn new(dns: Dns, settings: OutboundSettings) -> Outbound {
+    pub fn new(dns: Dns, settings: OutboundSettings, pools: Pools) -> Outbound {
         Outbound {
             dns,
             settings,
             tls: tls::opportunistic_config(),
+            pools: Arc::new(pools),
         }
     }
 
@@ -119,6 +123,13 @@ impl Outbound {
                 .collect::<Vec<_>>()
         };
         let route = self.settings.route(&job.domain);
+        let source = self
+            .pools
+            .choose(job.envelope.auth.as_deref(), &job.envelope.sender);
+        if let Some((pool, src)) = &source {
+            tracing::debug!(queue_id = %job.queue_id, pool, source = %src.ip, helo = %src.helo, "source address chosen");
+        }
+        let source = source.map(|(_, s)| s);
         let (hosts, port) = match &route.smarthost {
             Some((host, port)) => (vec![host.clone()], *port),
             None => match self.dns.mx(&job.domain).await {
@@ -147,8 +158,25 @@ impl Outbound {
                 }
             };
             for ip in ips {
+                // A source address can only reach destinations of its own family.
+                if source
+                    .as_ref()
+                    .is_some_and(|s| s.ip.is_ipv4() != ip.is_ipv4())
+                {
+                    continue;
+                }
                 let addr = std::net::SocketAddr::new(ip, port);
-                match client::deliver_to(&self.settings, &self.tls, &route, host, addr, job).await {
+                match client::deliver_to(
+                    &self.settings,
+                    &self.tls,
+                    &route,
+                    source.as_ref(),
+                    host,
+                    addr,
+                    job,
+                )
+                .await
+                {
                     Ok(outcomes) => return outcomes,
                     Err(problem) => {
                         tracing::info!(queue_id = %job.queue_id, host, %addr, problem = %problem, "mail host unusable; trying the next");

@@ -358,3 +358,59 @@ fn a_recipient_still_undeliverable_after_max_queue_time_expires_and_is_bounced()
         "the last error is kept: {report:?}"
     );
 }
+
+#[test]
+fn ip_pools_choose_the_source_address_and_ehlo_name_of_each_message() {
+    let b = remote();
+    let dns = dns();
+    let a = relay(
+        &dns,
+        b.ports.mx,
+        "[relay]\nnetworks = [\"127.0.0.0/8\"]\n\
+         [[ip_pool]]\nname = \"shared\"\ndefault = true\naddresses = [\
+           { address = \"127.0.0.2\", helo = \"mta2.example.test\" },\
+           { address = \"127.0.0.3\", helo = \"mta3.example.test\" } ]\n\
+         [[ip_pool]]\nname = \"dedicated\"\naccounts = [\"alice@example.test\"]\n\
+         addresses = [ { address = \"127.0.0.4\", helo = \"mta4.example.test\" } ]\n",
+    );
+    let mut c = a.connect(a.ports.mx);
+    c.expect("EHLO app.example.test", "250");
+    for i in 0..4 {
+        let r = c.send_mail(
+            "app@example.test",
+            &["bob@remote.test"],
+            &format!("Subject: shared {i}\r\n\r\nx\r\n"),
+        );
+        assert_eq!(r.code, 250);
+    }
+    submit(&a, "bob@remote.test", "dedicated");
+    let ids = b.wait_for_mail("bob@remote.test", 5);
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for id in ids {
+        let m = String::from_utf8(b.mailbox_show("bob@remote.test", id)).unwrap();
+        // The receiving server's own Received header is the first one after its prefix.
+        let from = m
+            .lines()
+            .find(|l| l.starts_with("Received: from "))
+            .unwrap()
+            .to_string();
+        let subject = m
+            .lines()
+            .find(|l| l.starts_with("Subject: "))
+            .unwrap()
+            .to_string();
+        seen.push((subject, from));
+    }
+    let count = |needle: &str| {
+        seen.iter()
+            .filter(|(s, f)| s.contains("shared") && f.contains(needle))
+            .count()
+    };
+    assert_eq!(count("from mta2.example.test ([127.0.0.2])"), 2, "{seen:?}");
+    assert_eq!(count("from mta3.example.test ([127.0.0.3])"), 2, "{seen:?}");
+    let dedicated = seen.iter().find(|(s, _)| s.contains("dedicated")).unwrap();
+    assert!(
+        dedicated.1.contains("from mta4.example.test ([127.0.0.4])"),
+        "{seen:?}"
+    );
+}

@@ -120,6 +120,27 @@ pub struct Transport {
     pub auth: Option<(String, String)>,
 }
 
+/// A pool of source addresses for outbound connections (`[[ip_pool]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpPool {
+    pub name: String,
+    pub addresses: Vec<PoolAddress>,
+    /// Authenticated accounts whose messages use this pool (lower-case).
+    pub accounts: Vec<String>,
+    /// Sender domains (MAIL FROM) whose messages use this pool (lower-case).
+    pub sender_domains: Vec<String>,
+    /// The pool for messages no other pool claims.
+    pub default: bool,
+}
+
+/// One source address with the EHLO name it announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolAddress {
+    pub ip: std::net::IpAddr,
+    pub helo: String,
+    pub weight: u32,
+}
+
 /// Delivery to remote servers.
 #[derive(Debug, Clone)]
 pub struct Outbound {
@@ -155,6 +176,8 @@ pub struct Config {
     pub senders: Vec<(String, Vec<String>)>,
     /// Routes for remote mail, from `[[transport]]`.
     pub transports: Vec<Transport>,
+    /// Source address pools, from `[[ip_pool]]`.
+    pub ip_pools: Vec<IpPool>,
     pub outbound: Outbound,
     pub delivery: Delivery,
     pub listeners: Vec<Listener>,

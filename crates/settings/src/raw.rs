@@ -6,8 +6,8 @@
 
 use crate::units::{parse_duration, parse_size};
 use crate::{
-    Config, DEFAULTS_TOML, Delivery, Listener, Log, LogFormat, Outbound, Problem, Relay, Role,
-    Server, Smtp, Tls, Transport,
+    Config, DEFAULTS_TOML, Delivery, IpPool, Listener, Log, LogFormat, Outbound, PoolAddress,
+    Problem, Relay, Role, Server, Smtp, Tls, Transport,
 };
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -19,6 +19,7 @@ use toml::{Table, Value};
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {
     transport: Vec<RawTransport>,
+    ip_pool: Vec<RawPool>,
     server: RawServer,
     log: RawLog,
     tls: RawTls,
@@ -34,6 +35,32 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawRelay {
     networks: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    name: String,
+    addresses: Vec<RawPoolAddress>,
+    #[serde(default)]
+    accounts: Vec<String>,
+    #[serde(default)]
+    sender_domains: Vec<String>,
+    #[serde(default)]
+    default: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPoolAddress {
+    address: String,
+    helo: String,
+    #[serde(default = "one")]
+    weight: i64,
+}
+
+fn one() -> i64 {
+    1
 }
 
 #[derive(Deserialize)]
@@ -411,6 +438,7 @@ impl RawConfig {
             }
         }
         let transports = check_transports(&self.transport, &mut c.problems);
+        let ip_pools = check_pools(&self.ip_pool, &mut c.problems);
         let mut senders_allowed = Vec::new();
         for (key, values) in &self.senders.allowed {
             let k = key.trim().to_lowercase();
@@ -491,6 +519,7 @@ impl RawConfig {
             },
             senders: senders_allowed,
             transports,
+            ip_pools,
             outbound,
             delivery,
             listeners,
@@ -562,6 +591,78 @@ fn check_listeners(raw: &[RawListener], problems: &mut Vec<Problem>) -> Vec<List
                 role,
             });
         }
+    }
+    out
+}
+
+fn check_pools(raw: &[RawPool], problems: &mut Vec<Problem>) -> Vec<IpPool> {
+    let mut out = Vec::new();
+    let mut names = HashSet::new();
+    let mut defaults = 0;
+    for (i, p) in raw.iter().enumerate() {
+        let key = |k: &str| format!("ip_pool[{i}].{k}");
+        if p.name.trim().is_empty() || !names.insert(p.name.clone()) {
+            problems.push(Problem {
+                key: key("name"),
+                message: "empty or used by another pool; names must be unique".into(),
+            });
+        }
+        if p.default {
+            defaults += 1;
+            if defaults > 1 {
+                problems.push(Problem {
+                    key: key("default"),
+                    message: "only one pool can be the default".into(),
+                });
+            }
+        }
+        if p.addresses.is_empty() {
+            problems.push(Problem {
+                key: key("addresses"),
+                message: "a pool needs at least one address".into(),
+            });
+        }
+        let mut addresses = Vec::new();
+        for (j, a) in p.addresses.iter().enumerate() {
+            let akey = |k: &str| format!("ip_pool[{i}].addresses[{j}].{k}");
+            let ip = a.address.trim().parse::<std::net::IpAddr>();
+            if ip.is_err() {
+                problems.push(Problem {
+                    key: akey("address"),
+                    message: format!("\"{}\" is not an IP address", a.address),
+                });
+            }
+            if !valid_hostname(a.helo.trim()) {
+                problems.push(Problem {
+                    key: akey("helo"),
+                    message: format!("\"{}\" is not a host name", a.helo),
+                });
+            }
+            if !(1..=1000).contains(&a.weight) {
+                problems.push(Problem {
+                    key: akey("weight"),
+                    message: "must be between 1 and 1000".into(),
+                });
+            }
+            if let Ok(ip) = ip {
+                addresses.push(PoolAddress {
+                    ip,
+                    helo: a.helo.trim().to_lowercase(),
+                    weight: a.weight.clamp(1, 1000) as u32,
+                });
+            }
+        }
+        out.push(IpPool {
+            name: p.name.clone(),
+            addresses,
+            accounts: p.accounts.iter().map(|a| a.trim().to_lowercase()).collect(),
+            sender_domains: p
+                .sender_domains
+                .iter()
+                .map(|d| d.trim().trim_start_matches('@').to_lowercase())
+                .collect(),
+            default: p.default,
+        });
     }
     out
 }

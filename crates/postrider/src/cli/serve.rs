@@ -133,6 +133,31 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
                 })
                 .collect(),
         },
+        outbound::Pools::new(
+            config
+                .ip_pools
+                .iter()
+                .map(|p| outbound::Pool {
+                    name: p.name.clone(),
+                    addresses: p
+                        .addresses
+                        .iter()
+                        .map(|a| {
+                            (
+                                outbound::Source {
+                                    ip: a.ip,
+                                    helo: a.helo.clone(),
+                                },
+                                a.weight,
+                            )
+                        })
+                        .collect(),
+                    accounts: p.accounts.clone(),
+                    sender_domains: p.sender_domains.clone(),
+                    default: p.default,
+                })
+                .collect(),
+        ),
     );
     let delivery = Scheduler::new(
         store.clone(),
