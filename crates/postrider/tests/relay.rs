@@ -414,3 +414,98 @@ fn ip_pools_choose_the_source_address_and_ehlo_name_of_each_message() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn sigkill_during_delivery_loses_nothing_every_acknowledged_message_arrives_after_restart() {
+    let b = remote();
+    let dns = dns();
+    let mut a = relay(&dns, b.ports.mx, "[relay]\nnetworks = [\"127.0.0.0/8\"]\n");
+    let port = a.ports.mx;
+    let cert = a.certificate();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..6)
+        .map(|t| {
+            let stop = stop.clone();
+            let cert = cert.clone();
+            std::thread::spawn(move || {
+                let mut acked = Vec::new();
+                let mut n = 0;
+                'outer: while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                        break;
+                    }
+                    let mut c = testkit::Conn::plain(port, cert.clone());
+                    if c.cmd("EHLO app.example.test").code != 250 {
+                        break;
+                    }
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let subject = format!("crash-{t}-{n}");
+                        n += 1;
+                        // Pipelined, as a busy application would.
+                        c.send("MAIL FROM:<app@example.test>");
+                        c.send("RCPT TO:<bob@remote.test>");
+                        c.send("DATA");
+                        let replies: Vec<_> = (0..3).map(|_| c.try_reply()).collect();
+                        if replies.iter().any(|r| r.is_none()) {
+                            break 'outer;
+                        }
+                        c.send_raw(format!("Subject: {subject}\r\n\r\nx\r\n.\r\n").as_bytes());
+                        match c.try_reply() {
+                            Some(r) if r.code == 250 => acked.push(subject),
+                            Some(_) => {}
+                            None => break 'outer,
+                        }
+                    }
+                }
+                acked
+            })
+        })
+        .collect();
+    // Let mail flow (accepted and being relayed), then crash the relay mid-delivery.
+    std::thread::sleep(Duration::from_millis(1500));
+    a.kill();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let acked: Vec<String> = clients
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    assert!(
+        acked.len() > 10,
+        "too few messages were acknowledged to test anything: {}",
+        acked.len()
+    );
+    a.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let listing = a.admin_ok(&["queue", "list"]);
+        if listing.trim() == "queue is empty" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the queue never emptied:\n{listing}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let ids = b.wait_for_mail("bob@remote.test", acked.len());
+    let mut subjects = std::collections::HashMap::new();
+    for id in ids {
+        let m = String::from_utf8_lossy(&b.mailbox_show("bob@remote.test", id)).into_owned();
+        if let Some(s) = m.lines().find_map(|l| l.strip_prefix("Subject: ")) {
+            *subjects.entry(s.to_string()).or_insert(0) += 1;
+        }
+    }
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|s| !subjects.contains_key(*s))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but never delivered: {missing:?}"
+    );
+    let duplicates = subjects.values().filter(|n| **n > 1).count();
+    println!(
+        "{} acknowledged, all delivered; {duplicates} delivered twice (at-least-once after a crash)",
+        acked.len()
+    );
+}
