@@ -461,11 +461,15 @@ async fn transaction(
     match conn.reply_within(s.data_end_timeout).await {
         Ok(r) if r.is_positive() => {
             let text = r.to_string();
-            outcomes.extend(
-                accepted
-                    .iter()
-                    .map(|i| (*i, RemoteOutcome::Sent(text.clone()))),
-            );
+            outcomes.extend(accepted.iter().map(|i| {
+                (
+                    *i,
+                    RemoteOutcome::Sent {
+                        reply: text.clone(),
+                        peer_dsn: caps.dsn,
+                    },
+                )
+            }));
         }
         Ok(r) => outcomes.extend(
             accepted

@@ -86,8 +86,9 @@ pub struct RemoteJob {
 /// What happened to one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RemoteOutcome {
-    /// The remote server accepted it; its reply.
-    Sent(String),
+    /// The remote server accepted it: its reply, and whether the server offered DSN (then the
+    /// NOTIFY request went along and the remote side reports success itself, RFC 3461 §5.2).
+    Sent { reply: String, peer_dsn: bool },
     /// Try again later; why.
     Deferred(String),
     /// Give up; why (with the remote reply when there was one).

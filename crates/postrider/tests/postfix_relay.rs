@@ -360,3 +360,70 @@ fn a_smarthost_that_requires_auth_gets_mail_over_tls_with_credentials() {
     );
     assert!(stored.ends_with("Subject: to postfix\r\n\r\nhello\r\n"));
 }
+
+#[test]
+fn a_server_without_dsn_gets_the_mail_and_the_sender_gets_a_relayed_report() {
+    require_tools();
+    let root = tempfile::tempdir().expect("tempdir");
+    let pf = Postfix {
+        dir: root.path().join("postfix-nodsn"),
+        port: free_port(),
+    };
+    let started = Command::new(script())
+        .arg("start")
+        .arg(&pf.dir)
+        .args([
+            "--port",
+            &pf.port.to_string(),
+            "--mode",
+            "store",
+            "--set",
+            "smtpd_discard_ehlo_keywords=dsn",
+        ])
+        .output()
+        .expect("run scripts/postfix-instance");
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let a = TestServer::start_named(
+        Path::new(env!("CARGO_BIN_EXE_postrider")),
+        "relay.example.test",
+        &format!(
+            "[[transport]]\ndomain = \"*\"\nsmarthost = \"127.0.0.1:{}\"\n",
+            pf.port
+        ),
+    )
+    .expect("start server");
+    a.admin_ok(&["domain", "add", "example.test"]);
+    a.add_account(ALICE, "alice-password");
+    let mut c = a.connect(a.ports.submission);
+    c.expect("EHLO client.test", "250");
+    c.starttls();
+    c.expect("EHLO client.test", "250");
+    c.expect(
+        &format!(
+            "AUTH PLAIN {}",
+            testkit::b64(&format!("\0{ALICE}\0alice-password"))
+        ),
+        "235",
+    );
+    c.expect(&format!("MAIL FROM:<{ALICE}>"), "250");
+    c.expect("RCPT TO:<user@bench.test> NOTIFY=SUCCESS", "250");
+    c.expect("DATA", "354");
+    c.send_raw(b"From: alice@example.test\r\nSubject: tell me\r\n\r\nx\r\n.\r\n");
+    assert_eq!(c.reply().code, 250);
+    let ids = a.wait_for_mail(ALICE, 1);
+    let report = String::from_utf8(a.mailbox_show(ALICE, ids[0])).unwrap();
+    assert!(
+        report.contains("Action: relayed")
+            && report.contains("Final-Recipient: rfc822; user@bench.test"),
+        "{report}"
+    );
+    assert!(
+        report.contains("Diagnostic-Code: smtp; 250 "),
+        "the remote reply is kept: {report}"
+    );
+    assert_eq!(maildir_count(&pf), 1);
+}

@@ -617,13 +617,14 @@ fn submissions_is_tls_from_the_first_byte_and_requires_auth() {
         ),
         "235",
     );
+    // Submitted mail must be from the account's own domain (the sender rules).
+    let own = message("smtps").replace(
+        "From: Carol <carol@remote.test>",
+        "From: Bob <bob@example.test>",
+    );
     assert_eq!(
-        c.send_mail(
-            "bob@example.test",
-            &["alice@example.test"],
-            &message("smtps")
-        )
-        .code,
+        c.send_mail("bob@example.test", &["alice@example.test"], &own)
+            .code,
         250
     );
     s.wait_for_mail("alice@example.test", 1);
@@ -742,4 +743,34 @@ fn sender_rules_in_the_config_widen_or_narrow_what_an_account_may_use() {
     // Bob has no rule: his own domain only.
     let mut c = logged_in(&s, "bob@example.test", "bob-password");
     c.expect("MAIL FROM:<ceo@bank.test>", "550 5.7.1");
+}
+
+#[test]
+fn notify_success_on_a_local_delivery_sends_a_delivered_report_to_the_sender() {
+    let s = server("");
+    let mut c = logged_in(&s, "alice@example.test", "alice-password");
+    c.expect("MAIL FROM:<alice@example.test> ENVID=abc", "250");
+    c.expect("RCPT TO:<bob@example.test> NOTIFY=SUCCESS,FAILURE", "250");
+    c.expect("DATA", "354");
+    c.send_raw(b"From: alice@example.test\r\nSubject: did it arrive\r\n\r\nbody\r\n.\r\n");
+    assert_eq!(c.reply().code, 250);
+    s.wait_for_mail("bob@example.test", 1);
+    let ids = s.wait_for_mail("alice@example.test", 1);
+    let report = String::from_utf8(s.mailbox_show("alice@example.test", ids[0])).unwrap();
+    for want in [
+        "Return-Path: <>",
+        "Subject: Successful Mail Delivery Report",
+        "report-type=delivery-status",
+        "Original-Envelope-Id: abc",
+        "Final-Recipient: rfc822; bob@example.test",
+        "Action: delivered",
+        "Status: 2.0.0",
+        "Content-Type: text/rfc822-headers",
+    ] {
+        assert!(report.contains(want), "missing {want:?} in:\n{report}");
+    }
+    assert!(
+        !report.contains("\r\nbody\r\n"),
+        "a success report returns the headers only"
+    );
 }

@@ -10,6 +10,32 @@ use store::{QueuedMessage, QueuedRecipient};
 /// headers are returned, as Postfix's `bounce_size_limit` does.
 const FULL_RETURN_LIMIT: usize = 100 * 1024;
 
+/// What a report tells the sender (RFC 3464 §2.3.3 Action).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Given up on: the report is a bounce.
+    Failed,
+    /// Stored in a local mailbox, as NOTIFY=SUCCESS asked.
+    Delivered,
+    /// Handed to a server that does not offer DSN, which will not report (RFC 3461 §5.2.1).
+    Relayed,
+}
+
+impl Kind {
+    fn action(self) -> &'static str {
+        match self {
+            Kind::Failed => "failed",
+            Kind::Delivered => "delivered",
+            Kind::Relayed => "relayed",
+        }
+    }
+}
+
+/// Whether a success report is wanted: only when NOTIFY names SUCCESS (RFC 3461 §4.1).
+pub(crate) fn wants_success_report(r: &QueuedRecipient) -> bool {
+    r.dsn.notify.iter().any(|n| n == "SUCCESS")
+}
+
 /// Whether a failure report is wanted for this recipient (RFC 3461 §4.1: without NOTIFY the
 /// default is FAILURE; NEVER or a list without FAILURE asks for none).
 pub(crate) fn wants_failure_report(r: &QueuedRecipient) -> bool {
@@ -58,9 +84,11 @@ fn header_section(original: &[u8]) -> &[u8] {
     }
 }
 
-/// Builds the report for `failed` recipients of `msg`, whose stored content is `original`.
+/// Builds the report of `kind` for `failed` (the reported) recipients of `msg`, whose stored
+/// content is `original`. For success reports a recipient's `last_error` holds the remote reply.
 pub(crate) fn build(
     hostname: &str,
+    kind: Kind,
     msg: &QueuedMessage,
     failed: &[&QueuedRecipient],
     original: &[u8],
@@ -80,7 +108,10 @@ pub(crate) fn build(
         "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n"
     ));
     out.push_str(&format!("To: <{}>\r\n", field(&e.sender)));
-    out.push_str("Subject: Undelivered Mail Returned to Sender\r\n");
+    out.push_str(match kind {
+        Kind::Failed => "Subject: Undelivered Mail Returned to Sender\r\n",
+        Kind::Delivered | Kind::Relayed => "Subject: Successful Mail Delivery Report\r\n",
+    });
     out.push_str(&format!("Date: {}\r\n", rfc5322_date(now)));
     out.push_str(&format!(
         "Message-ID: <{}.{nonce:08x}.bounce@{hostname}>\r\n",
@@ -97,14 +128,40 @@ pub(crate) fn build(
     // 1. What happened, for people.
     out.push_str(&format!("--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"));
     out.push_str(&format!("This is the mail system at {hostname}.\r\n\r\n"));
-    out.push_str("Your message could not be delivered to the recipients below, and the mail\r\n");
-    out.push_str(
-        "system has given up on them. The reason for each is given, with the reply of\r\n",
-    );
-    out.push_str("the receiving server where there was one.\r\n\r\n");
+    match kind {
+        Kind::Failed => {
+            out.push_str(
+                "Your message could not be delivered to the recipients below, and the mail\r\n",
+            );
+            out.push_str(
+                "system has given up on them. The reason for each is given, with the reply of\r\n",
+            );
+            out.push_str("the receiving server where there was one.\r\n\r\n");
+        }
+        Kind::Delivered => {
+            out.push_str(
+                "Your message was delivered to the mailboxes of the recipients below,\r\n",
+            );
+            out.push_str("as you asked to be told.\r\n\r\n");
+        }
+        Kind::Relayed => {
+            out.push_str(
+                "Your message was handed to the receiving mail server for the recipients\r\n",
+            );
+            out.push_str(
+                "below. That server does not send delivery reports, so this is the last\r\n",
+            );
+            out.push_str("report you will get about them.\r\n\r\n");
+        }
+    }
     for r in failed {
-        let why = r.last_error.as_deref().unwrap_or("unknown error");
-        out.push_str(&format!("<{}>: {}\r\n", field(&r.address), field(why)));
+        let why = match (kind, r.last_error.as_deref()) {
+            (Kind::Failed, w) => w.unwrap_or("unknown error").to_string(),
+            (Kind::Delivered, _) => "delivered to the mailbox".to_string(),
+            (Kind::Relayed, Some(reply)) => format!("relayed; the remote server said: {reply}"),
+            (Kind::Relayed, None) => "relayed".to_string(),
+        };
+        out.push_str(&format!("<{}>: {}\r\n", field(&r.address), field(&why)));
     }
     out.push_str("\r\n");
 
@@ -133,11 +190,26 @@ pub(crate) fn build(
             "Final-Recipient: {addr_type}; {}\r\n",
             field(&r.address)
         ));
-        out.push_str("Action: failed\r\n");
-        out.push_str(&format!("Status: {}\r\n", status_of(why)));
-        match remote_reply(why) {
-            Some(reply) => out.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", field(reply))),
-            None => out.push_str(&format!("Diagnostic-Code: X-Postrider; {}\r\n", field(why))),
+        out.push_str(&format!("Action: {}\r\n", kind.action()));
+        match kind {
+            Kind::Failed => {
+                out.push_str(&format!("Status: {}\r\n", status_of(why)));
+                match remote_reply(why) {
+                    Some(reply) => {
+                        out.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", field(reply)))
+                    }
+                    None => {
+                        out.push_str(&format!("Diagnostic-Code: X-Postrider; {}\r\n", field(why)))
+                    }
+                }
+            }
+            Kind::Delivered => out.push_str("Status: 2.0.0\r\n"),
+            Kind::Relayed => {
+                out.push_str("Status: 2.0.0\r\n");
+                if let Some(reply) = r.last_error.as_deref() {
+                    out.push_str(&format!("Diagnostic-Code: smtp; {}\r\n", field(reply)));
+                }
+            }
         }
         out.push_str(&format!("Last-Attempt-Date: {}\r\n", rfc5322_date(now)));
     }
@@ -147,7 +219,9 @@ pub(crate) fn build(
     let full = match e.ret.as_deref() {
         Some("HDRS") => false,
         Some("FULL") => true,
-        _ => original.len() <= FULL_RETURN_LIMIT,
+        // Without RET a success report carries the headers only, a bounce the whole message
+        // unless it is large.
+        _ => kind == Kind::Failed && original.len() <= FULL_RETURN_LIMIT,
     };
     let (ctype, content) = match (full, utf8) {
         (true, false) => ("message/rfc822", original),

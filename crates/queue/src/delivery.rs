@@ -131,6 +131,7 @@ impl Scheduler {
         let due = self.store.due_messages(now, BATCH).await?;
         let mut reports = Vec::new();
         let mut jobs = Vec::new();
+        let mut success: Vec<(QueuedMessage, Vec<u32>)> = Vec::new();
         let mut started = 0;
         for msg in due {
             if self
@@ -186,6 +187,19 @@ impl Scheduler {
                     }
                 }
             }
+            let wanted: Vec<u32> = msg
+                .recipients
+                .iter()
+                .filter(|r| !r.state.is_final() && r.next_attempt <= now)
+                .filter(|r| {
+                    matches!(r.destination, Destination::Mailbox(_))
+                        && bounce::wants_success_report(r)
+                })
+                .map(|r| r.idx)
+                .collect();
+            if !wanted.is_empty() {
+                success.push((msg.clone(), wanted));
+            }
             if !remote.is_empty() {
                 self.in_flight
                     .lock()
@@ -209,6 +223,20 @@ impl Scheduler {
             self.store.record_deliveries(reports).await?;
             for (queue_id, idx, what) in summary {
                 tracing::info!(queue_id = %queue_id, recipient = idx, "{what}");
+            }
+        }
+        // RFC 3461 §4.1: NOTIFY=SUCCESS on a local delivery gets a "delivered" report.
+        for (msg, idxs) in &success {
+            let recipients: Vec<&store::QueuedRecipient> = msg
+                .recipients
+                .iter()
+                .filter(|r| idxs.contains(&r.idx))
+                .collect();
+            if let Err(e) = self
+                .send_report(bounce::Kind::Delivered, msg, &recipients, None)
+                .await
+            {
+                tracing::error!(queue_id = %msg.id, error = %e, "the success report could not be queued");
             }
         }
         for (msg, groups) in jobs {
@@ -253,14 +281,17 @@ impl Scheduler {
         };
         let attempts: HashMap<u32, u32> =
             msg.recipients.iter().map(|r| (r.idx, r.attempts)).collect();
+        let mut message: Option<Arc<Vec<u8>>> = None;
         let outcomes = match self.store.read_body(&msg.body_id, None).await {
             Ok(body) => {
+                let body = Arc::new(body);
+                message = Some(body.clone());
                 let job = RemoteJob {
                     queue_id: msg.id.clone(),
                     domain: domain.clone(),
                     envelope: msg.envelope.clone(),
                     recipients: recipients.clone(),
-                    message: Arc::new(body),
+                    message: body,
                 };
                 self.outbound.deliver(&job).await
             }
@@ -276,6 +307,7 @@ impl Scheduler {
         };
         let now = now_ms();
         let mut reports = Vec::new();
+        let mut relayed: Vec<store::QueuedRecipient> = Vec::new();
         for (idx, outcome) in outcomes {
             let address = recipients
                 .iter()
@@ -283,8 +315,17 @@ impl Scheduler {
                 .map(|r| r.address.as_str())
                 .unwrap_or("?");
             let outcome = match outcome {
-                RemoteOutcome::Sent(reply) => {
+                RemoteOutcome::Sent { reply, peer_dsn } => {
                     tracing::info!(queue_id = %msg.id, to = address, domain = %domain, reply = %reply, "sent");
+                    // RFC 3461 §5.2.1: a server without DSN will not report success; we do.
+                    if let Some(r) = msg.recipients.iter().find(|r| r.idx == idx)
+                        && !peer_dsn
+                        && bounce::wants_success_report(r)
+                    {
+                        let mut r = r.clone();
+                        r.last_error = Some(reply.clone());
+                        relayed.push(r);
+                    }
                     Outcome::Sent { response: reply }
                 }
                 RemoteOutcome::Deferred(why) => {
@@ -309,6 +350,23 @@ impl Scheduler {
         if let Err(e) = self.store.record_deliveries(reports).await {
             // The recipients stay pending and are tried again: at worst a duplicate, never a loss.
             tracing::error!(queue_id = %msg.id, error = %e, "recording delivery outcomes failed; they will be retried");
+            return;
+        }
+        if !relayed.is_empty() {
+            let refs: Vec<&store::QueuedRecipient> = relayed.iter().collect();
+            // The queue entry (and with it the stored body) may be gone now: use the copy read
+            // for sending.
+            if let Err(e) = self
+                .send_report(
+                    bounce::Kind::Relayed,
+                    msg,
+                    &refs,
+                    message.as_deref().map(|v| v.as_slice()),
+                )
+                .await
+            {
+                tracing::error!(queue_id = %msg.id, error = %e, "the relayed report could not be queued");
+            }
         }
     }
 }
@@ -336,7 +394,10 @@ impl Scheduler {
                 tracing::warn!(queue_id = %msg.id, "a bounce could not be delivered; it is dropped (a bounce is never bounced)");
             } else if wanted.is_empty() {
                 tracing::info!(queue_id = %msg.id, "no failure report: NOTIFY did not ask for one");
-            } else if let Err(e) = self.send_bounce(&msg, &wanted).await {
+            } else if let Err(e) = self
+                .send_report(bounce::Kind::Failed, &msg, &wanted, None)
+                .await
+            {
                 tracing::error!(queue_id = %msg.id, error = %e, "queueing the bounce failed; it will be retried");
                 continue;
             }
@@ -354,17 +415,27 @@ impl Scheduler {
         Ok(handled)
     }
 
-    async fn send_bounce(
+    /// Sends a delivery report of `kind` about `failed` (the reported recipients) of `msg` to
+    /// its sender, through intake with a null sender. Nothing for a message without sender.
+    async fn send_report(
         &self,
+        kind: bounce::Kind,
         msg: &QueuedMessage,
         failed: &[&store::QueuedRecipient],
+        original: Option<&[u8]>,
     ) -> Result<(), String> {
-        let original = self
-            .store
-            .read_body(&msg.body_id, None)
-            .await
-            .map_err(|e| e.to_string())?;
-        let report = bounce::build(&self.hostname, msg, failed, &original);
+        if msg.envelope.sender.is_empty() {
+            return Ok(());
+        }
+        let original = match original {
+            Some(o) => o.to_vec(),
+            None => self
+                .store
+                .read_body(&msg.body_id, None)
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        let report = bounce::build(&self.hostname, kind, msg, failed, &original);
         let sender = msg.envelope.sender.to_lowercase();
         let destinations = match self
             .directory
@@ -415,7 +486,7 @@ impl Scheduler {
             .submit(submission)
             .await
             .map_err(|e| e.to_string())?;
-        tracing::info!(queue_id = %msg.id, bounce = %id, to = %msg.envelope.sender, recipients = failed.len(), "bounce queued");
+        tracing::info!(queue_id = %msg.id, report = %id, kind = ?kind, to = %msg.envelope.sender, recipients = failed.len(), "delivery report queued");
         Ok(())
     }
 }
