@@ -102,20 +102,43 @@ pub trait Store: Send + Sync + 'static {
     /// Writes a message durably: body, envelope and recipients, all or nothing. Returns once
     /// committed and fsync'd. A file body is moved into the store (the caller's file is gone).
     async fn enqueue(&self, message: NewMessage) -> Result<()>;
-    /// Messages with at least one recipient due for an attempt at `now_ms` (not quarantined),
-    /// oldest first, at most `limit`.
+    /// Messages with at least one recipient due for an attempt at `now_ms` (neither
+    /// quarantined nor held), oldest first, at most `limit`.
     async fn due_messages(&self, now_ms: i64, limit: usize) -> Result<Vec<QueuedMessage>>;
     /// Applies delivery outcomes, each atomically: a `Delivered` report stores the mailbox
     /// message and marks the recipient in one step. A queue entry whose recipients are all
     /// delivered is removed; one with a failed recipient stays until its bounce is sent. Reports for entries that no longer exist (deleted by an admin) are
     /// ignored. Returns once durable.
     async fn record_deliveries(&self, reports: Vec<DeliveryReport>) -> Result<()>;
-    /// Messages with recipients that failed and still need their bounce, oldest first.
+    /// Messages with recipients that failed and still need their bounce (neither quarantined
+    /// nor held), oldest first.
     async fn failed_messages(&self, limit: usize) -> Result<Vec<QueuedMessage>>;
     async fn queue_list(&self) -> Result<Vec<QueuedMessage>>;
     async fn queue_get(&self, id: &str) -> Result<Option<QueuedMessage>>;
     /// Deletes a queue entry and its recipients. `false` if absent.
     async fn queue_delete(&self, id: &str) -> Result<bool>;
+    /// Puts an entry on hold: until [`Store::queue_release`], [`Store::due_messages`] and
+    /// [`Store::failed_messages`] skip it, so it is neither delivered nor bounced. Holding a
+    /// held entry keeps the time it was first held. A delivery already under way is not
+    /// stopped; its outcome is recorded. `false` if absent.
+    async fn queue_hold(&self, id: &str) -> Result<bool>;
+    /// Releases a held entry: it is scheduled again as before (recipients keep their next
+    /// attempt). Releasing an entry that is not held changes nothing. `false` if absent.
+    async fn queue_release(&self, id: &str) -> Result<bool>;
+    /// Makes every pending (queued or deferred) recipient of an entry due now (next attempt =
+    /// now; attempts and last error are kept). Does not release a held entry. `false` if
+    /// absent.
+    async fn queue_retry(&self, id: &str) -> Result<bool>;
+    /// Returns an entry to its sender: every pending (queued or deferred) recipient becomes
+    /// `failed` with the last error [`ADMIN_BOUNCE_ERROR`]; the scheduler then sends the
+    /// bounce as for any failure (after which the entry leaves the queue). Does not release a
+    /// held entry: its bounce waits for the release. `false` if absent.
+    async fn queue_bounce(&self, id: &str) -> Result<bool>;
+    /// Pending (queued or deferred) recipients per destination — remote domain, or
+    /// [`LOCAL_DESTINATION`] for local mailboxes — counted by the age of their message
+    /// (see [`DomainSummary`]), held and quarantined entries included; largest total first,
+    /// then by name.
+    async fn queue_summary(&self) -> Result<Vec<DomainSummary>>;
 
     // ---- bodies and mailboxes -------------------------------------------------------------
     /// The whole stored content of a body (intake's prefix + the original), or the first

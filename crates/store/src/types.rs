@@ -199,6 +199,54 @@ pub struct QueuedMessage {
     pub recipients: Vec<QueuedRecipient>,
     /// Why recovery set this entry aside, if it did.
     pub quarantined: Option<String>,
+    /// When an administrator put the entry on hold (unix ms), if it is held. A held entry is
+    /// neither delivered nor bounced until released.
+    pub held_at: Option<i64>,
+    /// The delivery lane (`transactional` unless intake chose another).
+    pub lane: String,
+}
+
+impl QueuedMessage {
+    /// Whether an administrator holds this entry.
+    pub fn held(&self) -> bool {
+        self.held_at.is_some()
+    }
+}
+
+/// The last error given to recipients returned by an administrator (`Store::queue_bounce`).
+pub const ADMIN_BOUNCE_ERROR: &str = "5.0.0 returned by the administrator";
+
+/// The destination name [`DomainSummary`] uses for local mailboxes.
+pub const LOCAL_DESTINATION: &str = "(local)";
+
+/// Upper bounds (exclusive, in minutes) of the age buckets of [`DomainSummary::by_age`], as
+/// Postfix's qshape uses them; the last bucket holds everything older than the last bound.
+pub const AGE_BUCKET_MINUTES: [i64; 9] = [5, 10, 20, 40, 80, 160, 320, 640, 1280];
+
+/// Pending recipients of one destination, counted by the age of their message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainSummary {
+    /// The remote domain, [`LOCAL_DESTINATION`] for local mailboxes, or `(unreadable)` for
+    /// recipients of a quarantined entry whose destination cannot be read.
+    pub domain: String,
+    /// Pending (queued or deferred) recipients for this destination.
+    pub total: u64,
+    /// The same recipients by age of their message since it arrived: index `i` counts ages
+    /// below `AGE_BUCKET_MINUTES[i]` minutes (and at least the bound before it); the last
+    /// index counts ages of 1280 minutes and more.
+    pub by_age: [u64; AGE_BUCKET_MINUTES.len() + 1],
+}
+
+impl DomainSummary {
+    /// The index in [`DomainSummary::by_age`] for an age in milliseconds (negative ages, from
+    /// a clock that went back, count as new).
+    pub fn bucket(age_ms: i64) -> usize {
+        let minutes = age_ms.max(0) / 60_000;
+        AGE_BUCKET_MINUTES
+            .iter()
+            .position(|&bound| minutes < bound)
+            .unwrap_or(AGE_BUCKET_MINUTES.len())
+    }
 }
 
 /// The outcome of one delivery attempt for one recipient.

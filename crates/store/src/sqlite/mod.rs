@@ -272,6 +272,28 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn queue_hold(&self, id: &str) -> Result<bool> {
+        self.write_bool(WriteOp::QueueHold { id: id.into() }).await
+    }
+
+    async fn queue_release(&self, id: &str) -> Result<bool> {
+        self.write_bool(WriteOp::QueueRelease { id: id.into() })
+            .await
+    }
+
+    async fn queue_retry(&self, id: &str) -> Result<bool> {
+        self.write_bool(WriteOp::QueueRetry { id: id.into() }).await
+    }
+
+    async fn queue_bounce(&self, id: &str) -> Result<bool> {
+        self.write_bool(WriteOp::QueueBounce { id: id.into() })
+            .await
+    }
+
+    async fn queue_summary(&self) -> Result<Vec<DomainSummary>> {
+        read::summary(&self.pool, ops::now_ms()).await
+    }
+
     async fn read_body(&self, body_id: &str, limit: Option<usize>) -> Result<Vec<u8>> {
         read::body(&self.pool, &self.data_dir, body_id, limit).await
     }

@@ -56,6 +56,18 @@ pub(crate) enum WriteOp {
         id: String,
         reason: String,
     },
+    QueueHold {
+        id: String,
+    },
+    QueueRelease {
+        id: String,
+    },
+    QueueRetry {
+        id: String,
+    },
+    QueueBounce {
+        id: String,
+    },
     /// Placeholder left when the writer has taken an op out of its job.
     Taken,
 }
@@ -219,10 +231,61 @@ pub(crate) async fn apply(
                 .await?;
             Ok(WriteOut::Unit)
         }
+        WriteOp::QueueHold { id } => {
+            let r = sqlx::query("UPDATE queue SET held_at = COALESCE(held_at, ?) WHERE id = ?")
+                .bind(now_ms())
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
+            Ok(WriteOut::Bool(r.rows_affected() > 0))
+        }
+        WriteOp::QueueRelease { id } => {
+            let r = sqlx::query("UPDATE queue SET held_at = NULL WHERE id = ?")
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
+            Ok(WriteOut::Bool(r.rows_affected() > 0))
+        }
+        WriteOp::QueueRetry { id } => {
+            if !queue_entry_exists(c, id).await? {
+                return Ok(WriteOut::Bool(false));
+            }
+            sqlx::query(
+                "UPDATE queue_recipients SET next_attempt = ? \
+                 WHERE queue_id = ? AND state IN ('queued', 'deferred')",
+            )
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *c)
+            .await?;
+            Ok(WriteOut::Bool(true))
+        }
+        WriteOp::QueueBounce { id } => {
+            if !queue_entry_exists(c, id).await? {
+                return Ok(WriteOut::Bool(false));
+            }
+            sqlx::query(
+                "UPDATE queue_recipients SET state = 'failed', last_error = ? \
+                 WHERE queue_id = ? AND state IN ('queued', 'deferred')",
+            )
+            .bind(ADMIN_BOUNCE_ERROR)
+            .bind(id)
+            .execute(&mut *c)
+            .await?;
+            Ok(WriteOut::Bool(true))
+        }
         WriteOp::Taken => Err(StoreError::Invalid(
             "internal: operation already taken".into(),
         )),
     }
+}
+
+async fn queue_entry_exists(c: &mut SqliteConnection, id: &str) -> Result<bool> {
+    Ok(sqlx::query("SELECT 1 FROM queue WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await?
+        .is_some())
 }
 
 /// Writes many new messages with one multi-row INSERT per table.

@@ -79,7 +79,8 @@ pub(super) async fn alias_targets(pool: &SqlitePool, alias: &str) -> Result<Vec<
 }
 
 const QUEUE_SELECT: &str = "SELECT q.id, q.envelope, q.body_id, COALESCE(b.size, 0), q.created_at, q.quarantined, \
-     r.idx, r.address, r.dsn, r.destination, r.state, r.attempts, r.next_attempt, r.last_error \
+     r.idx, r.address, r.dsn, r.destination, r.state, r.attempts, r.next_attempt, r.last_error, \
+     q.held_at, q.lane \
      FROM queue q LEFT JOIN bodies b ON b.id = q.body_id \
      LEFT JOIN queue_recipients r ON r.queue_id = q.id";
 
@@ -107,6 +108,8 @@ fn group(rows: Vec<SqliteRow>) -> Result<Vec<QueuedMessage>> {
                 created_at: row.try_get(4)?,
                 recipients: Vec::new(),
                 quarantined,
+                held_at: row.try_get(14)?,
+                lane: row.try_get(15)?,
             });
         }
         let Some(msg) = out.last_mut() else { continue };
@@ -154,6 +157,7 @@ pub(super) async fn due(
         "{QUEUE_SELECT} WHERE q.id IN (SELECT DISTINCT r2.queue_id FROM queue_recipients r2 \
          JOIN queue q2 ON q2.id = r2.queue_id \
          WHERE r2.state IN ('queued', 'deferred') AND r2.next_attempt <= ? AND q2.quarantined IS NULL \
+         AND q2.held_at IS NULL \
          ORDER BY r2.queue_id LIMIT ?) ORDER BY q.id, r.idx"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -172,6 +176,7 @@ pub(super) async fn failed(pool: &SqlitePool, limit: usize) -> Result<Vec<Queued
     let sql = format!(
         "{QUEUE_SELECT} WHERE q.id IN (SELECT DISTINCT r2.queue_id FROM queue_recipients r2 \
          JOIN queue q2 ON q2.id = r2.queue_id WHERE r2.state = 'failed' AND q2.quarantined IS NULL \
+         AND q2.held_at IS NULL \
          ORDER BY r2.queue_id LIMIT ?) ORDER BY q.id, r.idx"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -203,6 +208,41 @@ pub(super) async fn queue_one(pool: &SqlitePool, id: &str) -> Result<Option<Queu
     )?
     .into_iter()
     .next())
+}
+
+/// Pending recipients per destination and age bucket at `now_ms`; see `Store::queue_summary`.
+pub(super) async fn summary(pool: &SqlitePool, now_ms: i64) -> Result<Vec<DomainSummary>> {
+    let rows = sqlx::query(
+        "SELECT r.destination, q.created_at, COUNT(*) FROM queue_recipients r \
+         JOIN queue q ON q.id = r.queue_id WHERE r.state IN ('queued', 'deferred') \
+         GROUP BY r.destination, q.created_at",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut by_domain: std::collections::HashMap<String, DomainSummary> = Default::default();
+    for row in rows {
+        let dest: String = row.try_get(0)?;
+        let created_at: i64 = row.try_get(1)?;
+        let count = row.try_get::<i64, _>(2)?.max(0) as u64;
+        let domain = match serde_json::from_str::<Destination>(&dest) {
+            Ok(Destination::Remote(d)) => d,
+            Ok(Destination::Mailbox(_)) => LOCAL_DESTINATION.to_string(),
+            // An unreadable row belongs to a quarantined entry; it is still in the queue.
+            Err(_) => "(unreadable)".to_string(),
+        };
+        let entry = by_domain
+            .entry(domain.clone())
+            .or_insert_with(|| DomainSummary {
+                domain,
+                total: 0,
+                by_age: Default::default(),
+            });
+        entry.total += count;
+        entry.by_age[DomainSummary::bucket(now_ms.saturating_sub(created_at))] += count;
+    }
+    let mut out: Vec<DomainSummary> = by_domain.into_values().collect();
+    out.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.domain.cmp(&b.domain)));
+    Ok(out)
 }
 
 /// Why a queue entry cannot be delivered, if it cannot: body missing, file missing or short.

@@ -340,3 +340,250 @@ async fn a_report_for_a_deleted_entry_or_a_final_recipient_changes_nothing() {
         .unwrap();
     assert_eq!(bodies, 1);
 }
+
+/// One remote recipient per message, for the queue administration tests.
+fn remote_message(domain: &str) -> NewMessage {
+    let mut m = message(NewBody::Memory(b"x\r\n".to_vec()), &[]);
+    m.recipients.push(NewRecipient {
+        address: format!("r@{domain}"),
+        dsn: RecipientDsn::default(),
+        destination: Destination::Remote(domain.into()),
+    });
+    m
+}
+
+fn deferred(id: &str, idx: u32, next_attempt: i64) -> DeliveryReport {
+    DeliveryReport {
+        queue_id: id.into(),
+        idx,
+        outcome: Outcome::Deferred {
+            error: "4.4.1 connection refused".into(),
+            next_attempt,
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_held_entry_is_neither_due_nor_bounced_until_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let m = message(
+        NewBody::Memory(b"x\r\n".to_vec()),
+        &["u@x.test", "v@x.test"],
+    );
+    let id = m.id.clone();
+    store.enqueue(m).await.unwrap();
+    let fresh = store.queue_get(&id).await.unwrap().unwrap();
+    assert!(!fresh.held() && fresh.lane == "transactional");
+
+    assert!(store.queue_hold(&id).await.unwrap());
+    let held = store.queue_get(&id).await.unwrap().unwrap();
+    let since = held.held_at.expect("held");
+    assert!(store.due_messages(i64::MAX, 10).await.unwrap().is_empty());
+    // Holding again keeps the first time.
+    assert!(store.queue_hold(&id).await.unwrap());
+    assert_eq!(
+        store.queue_get(&id).await.unwrap().unwrap().held_at,
+        Some(since)
+    );
+    // A failed recipient of a held entry waits for the release before its bounce.
+    store
+        .record_deliveries(vec![DeliveryReport {
+            queue_id: id.clone(),
+            idx: 1,
+            outcome: Outcome::Failed {
+                error: "5.1.1 no such user".into(),
+            },
+        }])
+        .await
+        .unwrap();
+    assert!(store.failed_messages(10).await.unwrap().is_empty());
+
+    assert!(store.queue_release(&id).await.unwrap());
+    assert!(
+        store.queue_release(&id).await.unwrap(),
+        "releasing twice is fine"
+    );
+    assert!(!store.queue_get(&id).await.unwrap().unwrap().held());
+    assert_eq!(store.due_messages(i64::MAX, 10).await.unwrap().len(), 1);
+    assert_eq!(store.failed_messages(10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn retry_makes_pending_recipients_due_now_and_keeps_a_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let m = remote_message("slow.test");
+    let id = m.id.clone();
+    store.enqueue(m).await.unwrap();
+    let far = ops::now_ms() + 3_600_000;
+    store
+        .record_deliveries(vec![deferred(&id, 0, far)])
+        .await
+        .unwrap();
+    let now = ops::now_ms();
+    assert!(store.due_messages(now, 10).await.unwrap().is_empty());
+    assert!(store.queue_retry(&id).await.unwrap());
+    let due = store.due_messages(ops::now_ms(), 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    let r = &due[0].recipients[0];
+    assert!(r.next_attempt >= now && r.next_attempt < far, "{r:?}");
+    assert_eq!(
+        (r.state, r.attempts),
+        (RecipientState::Deferred, 1),
+        "attempts and state are kept"
+    );
+
+    store.queue_hold(&id).await.unwrap();
+    assert!(store.queue_retry(&id).await.unwrap());
+    assert!(store.queue_get(&id).await.unwrap().unwrap().held());
+    assert!(store.due_messages(i64::MAX, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn bounce_fails_every_pending_recipient_and_leaves_delivered_ones_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let mut m = remote_message("slow.test");
+    m.recipients.push(NewRecipient {
+        address: "u@x.test".into(),
+        dsn: RecipientDsn::default(),
+        destination: Destination::Mailbox("u@x.test".into()),
+    });
+    let id = m.id.clone();
+    store.enqueue(m).await.unwrap();
+    let queued = store.queue_get(&id).await.unwrap().unwrap();
+    store
+        .record_deliveries(vec![
+            deferred(&id, 0, i64::MAX / 2),
+            delivered(&queued, 1, "u@x.test"),
+        ])
+        .await
+        .unwrap();
+    assert!(store.queue_bounce(&id).await.unwrap());
+    let after = store.queue_get(&id).await.unwrap().unwrap();
+    assert_eq!(after.recipients[0].state, RecipientState::Failed);
+    assert_eq!(
+        after.recipients[0].last_error.as_deref(),
+        Some(ADMIN_BOUNCE_ERROR)
+    );
+    assert_eq!(after.recipients[1].state, RecipientState::Delivered);
+    let failed = store.failed_messages(10).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    // Once the bounce is sent, the entry is complete and leaves the queue.
+    store
+        .record_deliveries(vec![DeliveryReport {
+            queue_id: id.clone(),
+            idx: 0,
+            outcome: Outcome::Bounced,
+        }])
+        .await
+        .unwrap();
+    assert!(store.queue_get(&id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn admin_actions_on_an_absent_entry_return_false() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let id = new_queue_id();
+    assert!(!store.queue_hold(&id).await.unwrap());
+    assert!(!store.queue_release(&id).await.unwrap());
+    assert!(!store.queue_retry(&id).await.unwrap());
+    assert!(!store.queue_bounce(&id).await.unwrap());
+}
+
+#[tokio::test]
+async fn the_summary_counts_pending_recipients_per_destination_and_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let mut ids = Vec::new();
+    for domain in ["a.test", "b.test", "b.test", "b.test"] {
+        let m = remote_message(domain);
+        ids.push(m.id.clone());
+        store.enqueue(m).await.unwrap();
+    }
+    store
+        .enqueue(message(
+            NewBody::Memory(b"x\r\n".to_vec()),
+            &["u@x.test", "v@x.test"],
+        ))
+        .await
+        .unwrap();
+    // One b.test message arrived 30 minutes ago, another 2 days ago; a failed one is not pending.
+    let minutes_ago = |m: i64| ops::now_ms() - m * 60_000;
+    for (id, at) in [(&ids[1], minutes_ago(30)), (&ids[2], minutes_ago(2 * 1440))] {
+        sqlx::query("UPDATE queue SET created_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(id)
+            .execute(&store.pool)
+            .await
+            .unwrap();
+    }
+    store
+        .record_deliveries(vec![DeliveryReport {
+            queue_id: ids[0].clone(),
+            idx: 0,
+            outcome: Outcome::Failed {
+                error: "5.1.1 no".into(),
+            },
+        }])
+        .await
+        .unwrap();
+    let summary = store.queue_summary().await.unwrap();
+    let names: Vec<&str> = summary.iter().map(|d| d.domain.as_str()).collect();
+    assert_eq!(names, ["b.test", LOCAL_DESTINATION]);
+    assert_eq!(summary[0].total, 3);
+    assert_eq!(summary[0].by_age, [1, 0, 0, 1, 0, 0, 0, 0, 0, 1]);
+    assert_eq!(summary[1].total, 2);
+    assert_eq!(summary[1].by_age[0], 2);
+}
+
+#[test]
+fn ages_fall_into_the_buckets_of_qshape() {
+    let min = 60_000;
+    assert_eq!(DomainSummary::bucket(-5), 0);
+    assert_eq!(DomainSummary::bucket(5 * min - 1), 0);
+    assert_eq!(DomainSummary::bucket(5 * min), 1);
+    assert_eq!(DomainSummary::bucket(39 * min), 3);
+    assert_eq!(DomainSummary::bucket(1279 * min), 8);
+    assert_eq!(DomainSummary::bucket(1280 * min), 9);
+    assert_eq!(DomainSummary::bucket(i64::MAX), 9);
+}
+
+#[tokio::test]
+async fn a_version_1_database_is_migrated_with_its_queue_entries_kept_and_not_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/0001_initial.sql"),
+        v1.path().join("0001_initial.sql"),
+    )
+    .unwrap();
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(dir.path().join("postrider.db"))
+            .create_if_missing(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        sqlx::migrate::Migrator::new(v1.path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO bodies (id, prefix, data, size) VALUES ('B', x'', x'0d0a', 2);\
+             INSERT INTO queue (id, body_id, envelope, created_at) VALUES ('OLD', 'B', '{\"sender\":\"a@b.test\",\"received_at\":1,\"client_ip\":\"\",\"helo\":\"\",\"listener\":\"mx\"}', 1);\
+             INSERT INTO queue_recipients (queue_id, idx, address, dsn, destination, state, next_attempt) \
+             VALUES ('OLD', 0, 'u@x.test', '{}', '{\"mailbox\":\"u@x.test\"}', 'queued', 0);",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let m = store.queue_get("OLD").await.unwrap().unwrap();
+    assert_eq!((m.held_at, m.lane.as_str()), (None, "transactional"));
+    assert_eq!(store.due_messages(i64::MAX, 10).await.unwrap().len(), 1);
+}
