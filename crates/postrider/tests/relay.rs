@@ -509,3 +509,69 @@ fn sigkill_during_delivery_loses_nothing_every_acknowledged_message_arrives_afte
         acked.len()
     );
 }
+
+fn submit_as(a: &TestServer, user: &str, pw: &str, to: &str, subject: &str) -> String {
+    let mut c = a.connect(a.ports.submission);
+    c.expect("EHLO client.test", "250");
+    c.starttls();
+    c.expect("EHLO client.test", "250");
+    c.expect(
+        &format!("AUTH PLAIN {}", b64(&format!("\0{user}\0{pw}"))),
+        "235",
+    );
+    let r = c.send_mail(
+        user,
+        &[to],
+        &format!("From: {user}\r\nSubject: {subject}\r\n\r\nx\r\n"),
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    r.text.rsplit(' ').next().unwrap().to_string()
+}
+
+#[test]
+fn bulk_mail_cannot_take_the_delivery_slots_reserved_for_transactional_mail() {
+    // A mail host that accepts connections and never says a word: every job sent there waits.
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole = blackhole.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in blackhole.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let b = remote();
+    let dns = dns();
+    let a = relay(
+        &dns,
+        b.ports.mx,
+        &format!(
+            "[lanes]\nbulk_accounts = [\"news@example.test\"]\nmax_deliveries = 2\nreserved_transactional = 1\n\
+             [[transport]]\ndomain = \"slow.test\"\nsmarthost = \"127.0.0.1:{hole}\"\n"
+        ),
+    );
+    a.add_account("news@example.test", "news-pw");
+    let mut bulk_ids = Vec::new();
+    for i in 0..3 {
+        bulk_ids.push(submit_as(
+            &a,
+            "news@example.test",
+            "news-pw",
+            &format!("reader{i}@slow.test"),
+            "newsletter",
+        ));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    submit(&a, "bob@remote.test", "password reset");
+    b.wait_for_mail("bob@remote.test", 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "transactional mail waited behind bulk mail"
+    );
+    let bulk = a.admin_ok(&["queue", "list", "--lane", "bulk"]);
+    assert!(bulk_ids.iter().all(|id| bulk.contains(id)), "{bulk}");
+    assert!(
+        a.admin_ok(&["queue", "show", &bulk_ids[0]])
+            .contains("bulk")
+    );
+}

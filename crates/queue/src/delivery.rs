@@ -29,6 +29,10 @@ pub struct DeliverySettings {
     pub retry_max: Duration,
     pub max_queue_time: Duration,
     pub max_connections_per_domain: usize,
+    /// Remote deliveries at once, across all destinations.
+    pub max_deliveries: usize,
+    /// Of those, how many the bulk lane may never use.
+    pub reserved_transactional: usize,
 }
 
 /// The scheduler. Cheap to clone: clones share their state.
@@ -45,6 +49,10 @@ pub struct Scheduler {
     in_flight: Arc<Mutex<HashSet<String>>>,
     /// Connection slots per destination domain.
     domains: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    /// Remote delivery slots for every lane, and the smaller share bulk mail may take: bulk jobs
+    /// need one of each, so `reserved_transactional` slots stay free for transactional mail.
+    all_slots: Arc<Semaphore>,
+    bulk_slots: Arc<Semaphore>,
 }
 
 fn now_ms() -> i64 {
@@ -65,6 +73,12 @@ impl Scheduler {
         directory: Directory,
         hostname: &str,
     ) -> Scheduler {
+        let all_slots = Arc::new(Semaphore::new(settings.max_deliveries.max(1)));
+        let bulk = settings
+            .max_deliveries
+            .saturating_sub(settings.reserved_transactional)
+            .max(1);
+        let bulk_slots = Arc::new(Semaphore::new(bulk));
         Scheduler {
             store,
             wake,
@@ -75,6 +89,8 @@ impl Scheduler {
             hostname: hostname.into(),
             in_flight: Arc::default(),
             domains: Arc::default(),
+            all_slots,
+            bulk_slots,
         }
     }
 
@@ -274,8 +290,20 @@ impl Scheduler {
     }
 
     async fn remote_job(&self, msg: &QueuedMessage, domain: String, recipients: Vec<JobRecipient>) {
+        // The semaphores are never closed, so acquiring only waits. Lane slots first, then the
+        // destination's connection slot.
+        let _bulk = if msg.lane == "bulk" {
+            match self.bulk_slots.clone().acquire_owned().await {
+                Ok(p) => Some(p),
+                Err(_) => return,
+            }
+        } else {
+            None
+        };
+        let Ok(_lane) = self.all_slots.clone().acquire_owned().await else {
+            return;
+        };
         let slots = self.domain_slots(&domain);
-        // The semaphore is never closed, so acquiring only waits.
         let Ok(_slot) = slots.acquire_owned().await else {
             return;
         };

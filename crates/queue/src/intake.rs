@@ -66,9 +66,34 @@ pub enum IntakeError {
     Store(#[from] StoreError),
 }
 
+/// Which lane a message travels in: "bulk" for the listed accounts and listeners, else
+/// "transactional".
+#[derive(Debug, Clone, Default)]
+pub struct LanePolicy {
+    /// Authenticated accounts whose mail is bulk (lower-case).
+    pub bulk_accounts: Vec<String>,
+    /// Listener names whose mail is bulk.
+    pub bulk_listeners: Vec<String>,
+}
+
+impl LanePolicy {
+    pub fn lane_for(&self, origin: &Origin) -> &'static str {
+        let by_account = origin
+            .auth
+            .as_ref()
+            .is_some_and(|a| self.bulk_accounts.contains(&a.to_lowercase()));
+        if by_account || self.bulk_listeners.contains(&origin.listener) {
+            "bulk"
+        } else {
+            "transactional"
+        }
+    }
+}
+
 /// The intake service, shared by every front end.
 #[derive(Clone)]
 pub struct Intake {
+    lanes: Arc<LanePolicy>,
     store: SharedStore,
     hostname: Arc<str>,
     max_received: usize,
@@ -82,8 +107,10 @@ impl Intake {
         hostname: &str,
         max_received: usize,
         wake: Arc<Notify>,
+        lanes: LanePolicy,
     ) -> Intake {
         Intake {
+            lanes: Arc::new(lanes),
             store,
             hostname: hostname.into(),
             max_received,
@@ -142,8 +169,10 @@ impl Intake {
             tls: sub.origin.tls.clone(),
         };
         let sender = envelope.sender.clone();
+        let lane = self.lanes.lane_for(&sub.origin).to_string();
         self.store
             .enqueue(NewMessage {
+                lane: lane.clone(),
                 id: id.clone(),
                 envelope,
                 prefix,
@@ -156,6 +185,7 @@ impl Intake {
             from = %sender,
             recipients = recipient_count,
             size,
+            lane = %lane,
             tls = sub.origin.tls.as_deref().unwrap_or("none"),
             auth = sub.origin.auth.as_deref().unwrap_or("-"),
             "message accepted"

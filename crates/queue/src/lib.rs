@@ -17,4 +17,4 @@ mod intake;
 
 pub use date::{iso_datetime, rfc5322_date};
 pub use delivery::{DeliverySettings, Scheduler};
-pub use intake::{AcceptedRecipient, Intake, IntakeError, Origin, Submission};
+pub use intake::{AcceptedRecipient, Intake, IntakeError, LanePolicy, Origin, Submission};

@@ -120,6 +120,17 @@ pub struct Transport {
     pub auth: Option<(String, String)>,
 }
 
+/// The two delivery lanes (`[lanes]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lanes {
+    /// Accounts whose mail is bulk (lower-case).
+    pub bulk_accounts: Vec<String>,
+    /// Listener names whose mail is bulk.
+    pub bulk_listeners: Vec<String>,
+    pub max_deliveries: usize,
+    pub reserved_transactional: usize,
+}
+
 /// A pool of source addresses for outbound connections (`[[ip_pool]]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpPool {
@@ -178,6 +189,7 @@ pub struct Config {
     pub transports: Vec<Transport>,
     /// Source address pools, from `[[ip_pool]]`.
     pub ip_pools: Vec<IpPool>,
+    pub lanes: Lanes,
     pub outbound: Outbound,
     pub delivery: Delivery,
     pub listeners: Vec<Listener>,

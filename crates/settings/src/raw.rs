@@ -6,8 +6,8 @@
 
 use crate::units::{parse_duration, parse_size};
 use crate::{
-    Config, DEFAULTS_TOML, Delivery, IpPool, Listener, Log, LogFormat, Outbound, PoolAddress,
-    Problem, Relay, Role, Server, Smtp, Tls, Transport,
+    Config, DEFAULTS_TOML, Delivery, IpPool, Lanes, Listener, Log, LogFormat, Outbound,
+    PoolAddress, Problem, Relay, Role, Server, Smtp, Tls, Transport,
 };
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -26,6 +26,7 @@ pub(crate) struct RawConfig {
     smtp: RawSmtp,
     relay: RawRelay,
     senders: RawSenders,
+    lanes: RawLanes,
     outbound: RawOutbound,
     delivery: RawDelivery,
     listener: Vec<RawListener>,
@@ -75,6 +76,15 @@ struct RawTransport {
     username: String,
     #[serde(default)]
     password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLanes {
+    bulk_accounts: Vec<String>,
+    bulk_listeners: Vec<String>,
+    max_deliveries: i64,
+    reserved_transactional: i64,
 }
 
 #[derive(Deserialize)]
@@ -439,6 +449,34 @@ impl RawConfig {
         }
         let transports = check_transports(&self.transport, &mut c.problems);
         let ip_pools = check_pools(&self.ip_pool, &mut c.problems);
+        let l = &self.lanes;
+        let max_deliveries = c.count("lanes.max_deliveries", l.max_deliveries, 1) as usize;
+        let reserved =
+            c.count("lanes.reserved_transactional", l.reserved_transactional, 0) as usize;
+        if reserved >= max_deliveries {
+            c.problems.push(Problem {
+                key: "lanes.reserved_transactional".into(),
+                message: format!("must be less than lanes.max_deliveries ({max_deliveries}), or bulk mail could never be sent"),
+            });
+        }
+        for (i, name) in l.bulk_listeners.iter().enumerate() {
+            if !self.listener.iter().any(|x| &x.name == name) {
+                c.problems.push(Problem {
+                    key: format!("lanes.bulk_listeners[{i}]"),
+                    message: format!("no listener is named \"{name}\""),
+                });
+            }
+        }
+        let lanes = Lanes {
+            bulk_accounts: l
+                .bulk_accounts
+                .iter()
+                .map(|a| a.trim().to_lowercase())
+                .collect(),
+            bulk_listeners: l.bulk_listeners.clone(),
+            max_deliveries,
+            reserved_transactional: reserved,
+        };
         let mut senders_allowed = Vec::new();
         for (key, values) in &self.senders.allowed {
             let k = key.trim().to_lowercase();
@@ -520,6 +558,7 @@ impl RawConfig {
             senders: senders_allowed,
             transports,
             ip_pools,
+            lanes,
             outbound,
             delivery,
             listeners,

@@ -128,6 +128,8 @@ pub struct NewRecipient {
 #[derive(Debug)]
 pub struct NewMessage {
     pub id: String,
+    /// The delivery lane: "transactional" or "bulk".
+    pub lane: String,
     pub envelope: Envelope,
     pub prefix: Vec<u8>,
     pub body: NewBody,

@@ -61,6 +61,10 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
         &hostname,
         config.smtp.max_received_headers,
         wake.clone(),
+        queue::LanePolicy {
+            bulk_accounts: config.lanes.bulk_accounts.clone(),
+            bulk_listeners: config.lanes.bulk_listeners.clone(),
+        },
     );
     let services = Arc::new(Services {
         directory: directory.clone(),
@@ -168,6 +172,8 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
             retry_max: config.delivery.retry_max,
             max_queue_time: config.delivery.max_queue_time,
             max_connections_per_domain: config.outbound.max_connections_per_domain,
+            max_deliveries: config.lanes.max_deliveries,
+            reserved_transactional: config.lanes.reserved_transactional,
         },
         outbound,
         intake,

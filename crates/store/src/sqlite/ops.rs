@@ -329,10 +329,11 @@ pub(crate) async fn bulk_enqueue(
             bind(&mut a, m.id.as_str())?;
             bind(&mut a, env.as_str())?;
             bind(&mut a, now)?;
+            bind(&mut a, m.lane.as_str())?;
         }
         let sql = format!(
-            "INSERT INTO queue (id, body_id, envelope, created_at) VALUES {}",
-            placeholders(chunk.len(), 4)
+            "INSERT INTO queue (id, body_id, envelope, created_at, lane) VALUES {}",
+            placeholders(chunk.len(), 5)
         );
         sqlx::query_with(sqlx::AssertSqlSafe(sql), a)
             .execute(&mut *c)

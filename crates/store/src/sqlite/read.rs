@@ -158,8 +158,9 @@ pub(super) async fn due(
          JOIN queue q2 ON q2.id = r2.queue_id \
          WHERE r2.state IN ('queued', 'deferred') AND r2.next_attempt <= ? AND q2.quarantined IS NULL \
          AND q2.held_at IS NULL \
-         ORDER BY r2.queue_id LIMIT ?) ORDER BY q.id, r.idx"
+         ORDER BY q2.lane = 'bulk', r2.queue_id LIMIT ?) ORDER BY q.lane = 'bulk', q.id, r.idx"
     );
+    // Transactional mail first (the bulk lane sorts last), oldest first within a lane.
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now_ms)
         .bind(limit as i64)

@@ -5,6 +5,7 @@ use std::sync::Arc;
 fn message(body: NewBody, owners: &[&str]) -> NewMessage {
     NewMessage {
         id: new_queue_id(),
+        lane: "transactional".into(),
         envelope: Envelope {
             sender: "a@remote.test".into(),
             received_at: 1,
