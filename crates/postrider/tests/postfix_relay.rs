@@ -427,3 +427,109 @@ fn a_server_without_dsn_gets_the_mail_and_the_sender_gets_a_relayed_report() {
     );
     assert_eq!(maildir_count(&pf), 1);
 }
+
+/// A store-mode Postfix with extra settings.
+fn postfix_store_with(root: &Path, name: &str, settings: &[&str]) -> Postfix {
+    let pf = Postfix {
+        dir: root.join(name),
+        port: free_port(),
+    };
+    let mut args: Vec<String> = vec![
+        "--port".into(),
+        pf.port.to_string(),
+        "--mode".into(),
+        "store".into(),
+    ];
+    for s in settings {
+        args.push("--set".into());
+        args.push(s.to_string());
+    }
+    let started = Command::new(script())
+        .arg("start")
+        .arg(&pf.dir)
+        .args(&args)
+        .output()
+        .expect("postfix-instance");
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    pf
+}
+
+#[test]
+fn what_the_remote_server_cannot_take_is_bounced_with_the_right_status() {
+    require_tools();
+    let root = tempfile::tempdir().expect("tempdir");
+    // No 8BITMIME, no SMTPUTF8, and a 2000-octet size limit.
+    let pf = postfix_store_with(
+        root.path(),
+        "postfix-strict",
+        &[
+            "smtpd_discard_ehlo_keywords=8bitmime,smtputf8",
+            "message_size_limit=2000",
+        ],
+    );
+    let a = TestServer::start_named(
+        Path::new(env!("CARGO_BIN_EXE_postrider")),
+        "relay.example.test",
+        &format!(
+            "[[transport]]\ndomain = \"*\"\nsmarthost = \"127.0.0.1:{}\"\n",
+            pf.port
+        ),
+    )
+    .expect("start server");
+    a.admin_ok(&["domain", "add", "example.test"]);
+    a.add_account(ALICE, "alice-password");
+    let login = || {
+        let mut c = a.connect(a.ports.submission);
+        c.expect("EHLO client.test", "250");
+        c.starttls();
+        c.expect("EHLO client.test", "250");
+        c.expect(
+            &format!(
+                "AUTH PLAIN {}",
+                testkit::b64(&format!("\0{ALICE}\0alice-password"))
+            ),
+            "235",
+        );
+        c
+    };
+    let mut c = login();
+    assert_eq!(
+        c.send_mail(
+            ALICE,
+            &["user@bench.test"],
+            "From: alice@example.test\r\nSubject: eight\r\n\r\nGrüße\r\n"
+        )
+        .code,
+        250
+    );
+    c.expect(&format!("MAIL FROM:<{ALICE}> SMTPUTF8"), "250");
+    c.expect("RCPT TO:<jürgen@bench.test>", "250");
+    c.expect("DATA", "354");
+    c.send_raw(b"From: alice@example.test\r\nSubject: utf8\r\n\r\nx\r\n.\r\n");
+    assert_eq!(c.reply().code, 250);
+    let big = format!(
+        "From: alice@example.test\r\nSubject: big\r\n\r\n{}",
+        "0123456789\r\n".repeat(400)
+    );
+    assert_eq!(c.send_mail(ALICE, &["user@bench.test"], &big).code, 250);
+    let ids = a.wait_for_mail(ALICE, 3);
+    let reports: Vec<String> = ids
+        .iter()
+        .map(|i| String::from_utf8_lossy(&a.mailbox_show(ALICE, *i)).into_owned())
+        .collect();
+    for status in ["Status: 5.6.3", "Status: 5.6.7", "Status: 5.3.4"] {
+        assert!(
+            reports.iter().any(|r| r.contains(status)),
+            "no report with {status}:\n{reports:#?}"
+        );
+    }
+    assert_eq!(
+        maildir_count(&pf),
+        0,
+        "nothing was sent that the server could not take"
+    );
+}

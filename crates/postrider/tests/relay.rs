@@ -575,3 +575,35 @@ fn bulk_mail_cannot_take_the_delivery_slots_reserved_for_transactional_mail() {
             .contains("bulk")
     );
 }
+
+#[test]
+fn a_452_for_too_many_recipients_defers_the_rest_and_the_retry_delivers_them() {
+    let b =
+        TestServer::start_named(bin(), "mx.remote.test", "[smtp]\nmax_recipients = 2\n").unwrap();
+    b.admin_ok(&["domain", "add", "remote.test"]);
+    for u in ["u1", "u2", "u3"] {
+        b.add_account(&format!("{u}@remote.test"), "pw");
+    }
+    let dns = dns();
+    let a = relay(&dns, b.ports.mx, "");
+    let mut c = a.connect(a.ports.submission);
+    c.expect("EHLO client.test", "250");
+    c.starttls();
+    c.expect("EHLO client.test", "250");
+    c.expect(
+        &format!("AUTH PLAIN {}", b64("\0alice@example.test\0alice-pw")),
+        "235",
+    );
+    let r = c.send_mail(
+        "alice@example.test",
+        &["u1@remote.test", "u2@remote.test", "u3@remote.test"],
+        "From: alice@example.test\r\nSubject: three\r\n\r\nx\r\n",
+    );
+    let id = r.text.rsplit(' ').next().unwrap().to_string();
+    b.wait_for_mail("u1@remote.test", 1);
+    b.wait_for_mail("u2@remote.test", 1);
+    // The third got 452 4.5.3 and is retried (retry_initial is 1 s here), then delivered.
+    b.wait_for_mail("u3@remote.test", 1);
+    wait_queue(&a, &id, "");
+    assert!(a.log().contains("452 4.5.3"), "{}", a.log());
+}
