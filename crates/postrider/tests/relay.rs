@@ -607,3 +607,50 @@ fn a_452_for_too_many_recipients_defers_the_rest_and_the_retry_delivers_them() {
     wait_queue(&a, &id, "");
     assert!(a.log().contains("452 4.5.3"), "{}", a.log());
 }
+
+#[test]
+fn a_long_delay_gets_one_delayed_report_and_the_mail_still_arrives() {
+    let b = remote();
+    let dns = dns();
+    dns.servfail("remote.test");
+    let a = relay(&dns, b.ports.mx, "delay_warning = \"1s\"\n");
+    let id = submit(&a, "bob@remote.test", "slow road");
+    let report = String::from_utf8(bounce_for_alice(&a, 1)).unwrap();
+    for want in [
+        "Subject: Delayed Mail (still being retried)",
+        "Action: delayed",
+        "Status: 4.4.3",
+        "Final-Recipient: rfc822; bob@remote.test",
+    ] {
+        assert!(report.contains(want), "missing {want:?}:\n{report}");
+    }
+    // Some more failed attempts, then DNS works again.
+    std::thread::sleep(Duration::from_secs(3));
+    dns.remove("remote.test");
+    dns.add_mx("remote.test", 10, "mx.remote.test");
+    b.wait_for_mail("bob@remote.test", 1);
+    wait_queue(&a, &id, "");
+    let reports = a.wait_for_mail("alice@example.test", 1);
+    assert_eq!(reports.len(), 1, "the delay report is sent once");
+    // NOTIFY=NEVER (or a NOTIFY without DELAY) gets none.
+    dns.servfail("never.test");
+    let mut c = a.connect(a.ports.submission);
+    c.expect("EHLO client.test", "250");
+    c.starttls();
+    c.expect("EHLO client.test", "250");
+    c.expect(
+        &format!("AUTH PLAIN {}", b64("\0alice@example.test\0alice-pw")),
+        "235",
+    );
+    c.expect("MAIL FROM:<alice@example.test>", "250");
+    c.expect("RCPT TO:<x@never.test> NOTIFY=FAILURE", "250");
+    c.expect("DATA", "354");
+    c.send_raw(b"From: alice@example.test\r\nSubject: quiet\r\n\r\nx\r\n.\r\n");
+    assert_eq!(c.reply().code, 250);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        a.wait_for_mail("alice@example.test", 1).len(),
+        1,
+        "no delay report without DELAY"
+    );
+}

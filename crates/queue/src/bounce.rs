@@ -19,6 +19,8 @@ pub(crate) enum Kind {
     Delivered,
     /// Handed to a server that does not offer DSN, which will not report (RFC 3461 §5.2.1).
     Relayed,
+    /// Still being retried after `delivery.delay_warning`.
+    Delayed,
 }
 
 impl Kind {
@@ -27,6 +29,7 @@ impl Kind {
             Kind::Failed => "failed",
             Kind::Delivered => "delivered",
             Kind::Relayed => "relayed",
+            Kind::Delayed => "delayed",
         }
     }
 }
@@ -34,6 +37,12 @@ impl Kind {
 /// Whether a success report is wanted: only when NOTIFY names SUCCESS (RFC 3461 §4.1).
 pub(crate) fn wants_success_report(r: &QueuedRecipient) -> bool {
     r.dsn.notify.iter().any(|n| n == "SUCCESS")
+}
+
+/// Whether a delay report is wanted: NOTIFY names DELAY, or no NOTIFY was given (then this
+/// server's default is FAILURE and DELAY, as RFC 3461 §4.1 permits).
+pub(crate) fn wants_delay_report(r: &QueuedRecipient) -> bool {
+    r.dsn.notify.is_empty() || r.dsn.notify.iter().any(|n| n == "DELAY")
 }
 
 /// Whether a failure report is wanted for this recipient (RFC 3461 §4.1: without NOTIFY the
@@ -111,6 +120,7 @@ pub(crate) fn build(
     out.push_str(match kind {
         Kind::Failed => "Subject: Undelivered Mail Returned to Sender\r\n",
         Kind::Delivered | Kind::Relayed => "Subject: Successful Mail Delivery Report\r\n",
+        Kind::Delayed => "Subject: Delayed Mail (still being retried)\r\n",
     });
     out.push_str(&format!("Date: {}\r\n", rfc5322_date(now)));
     out.push_str(&format!(
@@ -144,6 +154,15 @@ pub(crate) fn build(
             );
             out.push_str("as you asked to be told.\r\n\r\n");
         }
+        Kind::Delayed => {
+            out.push_str(
+                "Your message could not be delivered yet to the recipients below. The mail\r\n",
+            );
+            out.push_str(
+                "system keeps trying; you will hear again only if it gives up. No action is\r\n",
+            );
+            out.push_str("needed from you.\r\n\r\n");
+        }
         Kind::Relayed => {
             out.push_str(
                 "Your message was handed to the receiving mail server for the recipients\r\n",
@@ -157,6 +176,7 @@ pub(crate) fn build(
     for r in failed {
         let why = match (kind, r.last_error.as_deref()) {
             (Kind::Failed, w) => w.unwrap_or("unknown error").to_string(),
+            (Kind::Delayed, w) => format!("still trying; last error: {}", w.unwrap_or("none")),
             (Kind::Delivered, _) => "delivered to the mailbox".to_string(),
             (Kind::Relayed, Some(reply)) => format!("relayed; the remote server said: {reply}"),
             (Kind::Relayed, None) => "relayed".to_string(),
@@ -204,6 +224,16 @@ pub(crate) fn build(
                 }
             }
             Kind::Delivered => out.push_str("Status: 2.0.0\r\n"),
+            Kind::Delayed => {
+                let status = status_of(why);
+                let status = if status.starts_with('4') {
+                    status
+                } else {
+                    "4.0.0".into()
+                };
+                out.push_str(&format!("Status: {status}\r\n"));
+                out.push_str(&format!("Diagnostic-Code: X-Postrider; {}\r\n", field(why)));
+            }
             Kind::Relayed => {
                 out.push_str("Status: 2.0.0\r\n");
                 if let Some(reply) = r.last_error.as_deref() {

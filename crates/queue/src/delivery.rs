@@ -28,6 +28,8 @@ pub struct DeliverySettings {
     pub retry_initial: Duration,
     pub retry_max: Duration,
     pub max_queue_time: Duration,
+    /// Zero: no delay reports.
+    pub delay_warning: Duration,
     pub max_connections_per_domain: usize,
     /// Remote deliveries at once, across all destinations.
     pub max_deliveries: usize,
@@ -336,6 +338,7 @@ impl Scheduler {
         let now = now_ms();
         let mut reports = Vec::new();
         let mut relayed: Vec<store::QueuedRecipient> = Vec::new();
+        let mut delayed: Vec<store::QueuedRecipient> = Vec::new();
         for (idx, outcome) in outcomes {
             let address = recipients
                 .iter()
@@ -359,9 +362,22 @@ impl Scheduler {
                 RemoteOutcome::Deferred(why) => {
                     let delay = self.backoff(attempts.get(&idx).copied().unwrap_or(0));
                     tracing::info!(queue_id = %msg.id, to = address, domain = %domain, retry_in = ?delay, "deferred: {why}");
+                    // RFC 3464 "delayed": once, after delay_warning, where NOTIFY allows it.
+                    let warning = self.settings.delay_warning.as_millis() as i64;
+                    if let Some(r) = msg.recipients.iter().find(|r| r.idx == idx)
+                        && warning > 0
+                        && now.saturating_sub(msg.envelope.received_at) >= warning
+                        && !r.delay_notified
+                        && bounce::wants_delay_report(r)
+                    {
+                        let mut r = r.clone();
+                        r.last_error = Some(why.clone());
+                        delayed.push(r);
+                    }
                     Outcome::Deferred {
                         error: why,
                         next_attempt: now + delay.as_millis() as i64,
+                        delay_notified: false,
                     }
                 }
                 RemoteOutcome::Failed(why) => {
@@ -374,6 +390,32 @@ impl Scheduler {
                 idx,
                 outcome,
             });
+        }
+        if !delayed.is_empty() {
+            let refs: Vec<&store::QueuedRecipient> = delayed.iter().collect();
+            let sent = self
+                .send_report(
+                    bounce::Kind::Delayed,
+                    msg,
+                    &refs,
+                    message.as_deref().map(|v| v.as_slice()),
+                )
+                .await;
+            match sent {
+                // Recorded only once the report is queued, so a failure here means another try.
+                Ok(()) => {
+                    for report in &mut reports {
+                        if let Outcome::Deferred { delay_notified, .. } = &mut report.outcome
+                            && delayed.iter().any(|r| r.idx == report.idx)
+                        {
+                            *delay_notified = true;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(queue_id = %msg.id, error = %e, "the delay report could not be queued")
+                }
+            }
         }
         if let Err(e) = self.store.record_deliveries(reports).await {
             // The recipients stay pending and are tried again: at worst a duplicate, never a loss.

@@ -169,6 +169,8 @@ pub struct Outbound {
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub max_queue_time: Duration,
+    /// Zero: no delay reports.
+    pub delay_warning: Duration,
     pub paused: bool,
     pub poll_interval: Duration,
     pub retry_initial: Duration,

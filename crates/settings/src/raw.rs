@@ -147,6 +147,7 @@ struct RawSmtp {
 #[serde(deny_unknown_fields)]
 struct RawDelivery {
     max_queue_time: String,
+    delay_warning: String,
     paused: bool,
     poll_interval: String,
     retry_initial: String,
@@ -360,6 +361,7 @@ impl RawConfig {
         let d = &self.delivery;
         let delivery = Delivery {
             max_queue_time: c.duration("delivery.max_queue_time", &d.max_queue_time),
+            delay_warning: c.duration("delivery.delay_warning", &d.delay_warning),
             paused: d.paused,
             poll_interval: c.duration("delivery.poll_interval", &d.poll_interval),
             retry_initial: c.duration("delivery.retry_initial", &d.retry_initial),

@@ -188,6 +188,8 @@ pub struct QueuedRecipient {
     pub next_attempt: i64,
     /// The last error, or for a recipient sent to a remote server, that server's reply.
     pub last_error: Option<String>,
+    /// The sender has been sent a delay report about this recipient.
+    pub delay_notified: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -263,10 +265,12 @@ pub enum Outcome {
     Sent {
         response: String,
     },
-    /// Try again at `next_attempt` (unix ms).
+    /// Try again at `next_attempt` (unix ms). `delay_notified` records that a delay report
+    /// about this recipient has been queued (it is never cleared).
     Deferred {
         error: String,
         next_attempt: i64,
+        delay_notified: bool,
     },
     Failed {
         error: String,

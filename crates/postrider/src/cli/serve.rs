@@ -171,6 +171,7 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
             retry_initial: config.delivery.retry_initial,
             retry_max: config.delivery.retry_max,
             max_queue_time: config.delivery.max_queue_time,
+            delay_warning: config.delivery.delay_warning,
             max_connections_per_domain: config.outbound.max_connections_per_domain,
             max_deliveries: config.lanes.max_deliveries,
             reserved_transactional: config.lanes.reserved_transactional,

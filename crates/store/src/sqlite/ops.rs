@@ -415,13 +415,16 @@ pub(crate) async fn bulk_report(
             Outcome::Deferred {
                 error,
                 next_attempt,
+                delay_notified,
             } => {
                 sqlx::query(
                     "UPDATE queue_recipients SET state = 'deferred', attempts = attempts + 1, last_error = ?, \
-                     next_attempt = ? WHERE queue_id = ? AND idx = ? AND state IN ('queued', 'deferred')",
+                     next_attempt = ?, delay_notified = MAX(delay_notified, ?) \
+                     WHERE queue_id = ? AND idx = ? AND state IN ('queued', 'deferred')",
                 )
                 .bind(error)
                 .bind(next_attempt)
+                .bind(i64::from(*delay_notified))
                 .bind(&r.queue_id)
                 .bind(r.idx as i64)
                 .execute(&mut *c)

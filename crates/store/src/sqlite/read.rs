@@ -80,7 +80,7 @@ pub(super) async fn alias_targets(pool: &SqlitePool, alias: &str) -> Result<Vec<
 
 const QUEUE_SELECT: &str = "SELECT q.id, q.envelope, q.body_id, COALESCE(b.size, 0), q.created_at, q.quarantined, \
      r.idx, r.address, r.dsn, r.destination, r.state, r.attempts, r.next_attempt, r.last_error, \
-     q.held_at, q.lane \
+     q.held_at, q.lane, COALESCE(r.delay_notified, 0) \
      FROM queue q LEFT JOIN bodies b ON b.id = q.body_id \
      LEFT JOIN queue_recipients r ON r.queue_id = q.id";
 
@@ -133,6 +133,7 @@ fn group(rows: Vec<SqliteRow>) -> Result<Vec<QueuedMessage>> {
                 attempts: row.try_get::<i64, _>(11)? as u32,
                 next_attempt: row.try_get(12)?,
                 last_error: row.try_get(13)?,
+                delay_notified: row.try_get::<i64, _>(16)? != 0,
             }),
             _ => {
                 msg.quarantined

@@ -106,6 +106,7 @@ async fn a_deferred_recipient_stays_queued_until_its_next_attempt() {
         outcome: Outcome::Deferred {
             error: "busy".into(),
             next_attempt: 5_000,
+            delay_notified: false,
         },
     };
     store.record_deliveries(vec![report]).await.unwrap();
@@ -360,6 +361,7 @@ fn deferred(id: &str, idx: u32, next_attempt: i64) -> DeliveryReport {
         outcome: Outcome::Deferred {
             error: "4.4.1 connection refused".into(),
             next_attempt,
+            delay_notified: false,
         },
     }
 }
