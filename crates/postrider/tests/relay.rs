@@ -654,3 +654,90 @@ fn a_long_delay_gets_one_delayed_report_and_the_mail_still_arrives() {
         "no delay report without DELAY"
     );
 }
+
+#[test]
+fn a_connection_dropped_in_the_middle_of_data_is_retried_and_then_delivered() {
+    // A mail host that takes the message text and hangs up before answering, once; then the
+    // real MX takes over.
+    let flaky = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let flaky_port = flaky.local_addr().unwrap().port();
+    let dropped = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = dropped.clone();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Write};
+        if let Some(Ok(mut s)) = flaky.incoming().next() {
+            let _ = s.write_all(b"220 flaky.test ESMTP\r\n");
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            let mut in_data = false;
+            while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                let cmd = line.to_ascii_uppercase();
+                if in_data {
+                    if cmd.starts_with("SUBJECT") {
+                        // In the middle of the message text: hang up.
+                        seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                        return;
+                    }
+                    line.clear();
+                    continue;
+                }
+                let reply: &[u8] = if cmd.starts_with("EHLO") {
+                    b"250 flaky.test\r\n"
+                } else if cmd.starts_with("DATA") {
+                    in_data = true;
+                    b"354 go ahead\r\n"
+                } else {
+                    b"250 ok\r\n"
+                };
+                let _ = s.write_all(reply);
+                line.clear();
+            }
+        }
+    });
+    let b = remote();
+    let dns = dns();
+    let a = relay(
+        &dns,
+        b.ports.mx,
+        &format!(
+            "[[transport]]\ndomain = \"remote.test\"\nsmarthost = \"127.0.0.1:{flaky_port}\"\n"
+        ),
+    );
+    let id = submit(&a, "bob@remote.test", "interrupted");
+    let shown = wait_queue(&a, &id, "[deferred]");
+    assert!(shown.contains("4.4.2"), "{shown}");
+    assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+    // The flaky host is gone now (its thread ended): point the route back to the real MX by
+    // restarting without the transport.
+    let mut a = a;
+    a.stop();
+    let text = std::fs::read_to_string(&a.config).unwrap();
+    let cut = text.find("[[transport]]").unwrap();
+    let end = text[cut..].find("\n[[listener]]").map(|e| cut + e).unwrap();
+    std::fs::write(&a.config, format!("{}{}", &text[..cut], &text[end..])).unwrap();
+    a.spawn().unwrap();
+    a.admin_ok(&["queue", "retry", &id]);
+    b.wait_for_mail("bob@remote.test", 1);
+    wait_queue(&a, &id, "");
+}
+
+#[test]
+fn mx_answers_are_cached_within_their_ttl() {
+    let b = remote();
+    let dns = dns();
+    dns.set_ttl(300);
+    let a = relay(&dns, b.ports.mx, "");
+    submit(&a, "bob@remote.test", "one");
+    b.wait_for_mail("bob@remote.test", 1);
+    submit(&a, "bob@remote.test", "two");
+    b.wait_for_mail("bob@remote.test", 2);
+    let mx_queries = dns
+        .queries()
+        .iter()
+        .filter(|(n, t)| n == "remote.test" && t == "MX")
+        .count();
+    assert_eq!(
+        mx_queries, 1,
+        "the second message used the cached MX answer"
+    );
+}
