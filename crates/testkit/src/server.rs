@@ -41,32 +41,47 @@ impl TestServer {
     /// Like [`TestServer::start`] with another hostname (for tests with two servers).
     pub fn start_named(bin: &Path, hostname: &str, extra: &str) -> anyhow::Result<TestServer> {
         let dir = tempfile::tempdir()?;
-        let ports = Ports {
-            mx: free_port(),
-            submission: free_port(),
-            submissions: free_port(),
-        };
         let config = dir.path().join("postrider.toml");
-        let text = format!(
-            "[server]\nhostname = \"{hostname}\"\ndata_dir = \"{data}\"\n{extra}\n\
-             [[listener]]\nname = \"mx\"\naddress = \"127.0.0.1:{}\"\nrole = \"mx\"\n\
-             [[listener]]\nname = \"submission\"\naddress = \"127.0.0.1:{}\"\nrole = \"submission\"\n\
-             [[listener]]\nname = \"submissions\"\naddress = \"127.0.0.1:{}\"\nrole = \"submissions\"\n",
-            ports.mx,
-            ports.submission,
-            ports.submissions,
-            data = dir.path().join("data").display(),
-        );
-        std::fs::write(&config, text)?;
         let mut s = TestServer {
             bin: bin.to_path_buf(),
             dir,
-            ports,
+            ports: Ports {
+                mx: 0,
+                submission: 0,
+                submissions: 0,
+            },
             config,
             child: None,
         };
-        s.spawn()?;
-        Ok(s)
+        // A port found free can be taken by a test running in parallel before the server binds
+        // it; the server then exits with "Address already in use" and we try other ports.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            s.ports = Ports {
+                mx: free_port(),
+                submission: free_port(),
+                submissions: free_port(),
+            };
+            let text = format!(
+                "[server]\nhostname = \"{hostname}\"\ndata_dir = \"{data}\"\n{extra}\n\
+                 [[listener]]\nname = \"mx\"\naddress = \"127.0.0.1:{}\"\nrole = \"mx\"\n\
+                 [[listener]]\nname = \"submission\"\naddress = \"127.0.0.1:{}\"\nrole = \"submission\"\n\
+                 [[listener]]\nname = \"submissions\"\naddress = \"127.0.0.1:{}\"\nrole = \"submissions\"\n",
+                s.ports.mx,
+                s.ports.submission,
+                s.ports.submissions,
+                data = s.dir.path().join("data").display(),
+            );
+            std::fs::write(&s.config, text)?;
+            match s.spawn() {
+                Ok(()) => return Ok(s),
+                Err(e) if attempt < 5 && e.to_string().contains("Address already in use") => {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
