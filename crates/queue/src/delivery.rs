@@ -49,6 +49,10 @@ pub struct Scheduler {
     hostname: Arc<str>,
     /// Messages with a remote job under way; skipped by later rounds until it ends.
     in_flight: Arc<Mutex<HashSet<String>>>,
+    /// Messages whose jobs ended. They leave `in_flight` only at the start of the next round,
+    /// before it reads the queue: a round that read the queue while the job ran holds a stale
+    /// copy of the message and must not act on it (it could deliver a recipient twice).
+    finished: Arc<Mutex<Vec<String>>>,
     /// Connection slots per destination domain.
     domains: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
     /// Remote delivery slots for every lane, and the smaller share bulk mail may take: bulk jobs
@@ -90,6 +94,7 @@ impl Scheduler {
             directory,
             hostname: hostname.into(),
             in_flight: Arc::default(),
+            finished: Arc::default(),
             domains: Arc::default(),
             all_slots,
             bulk_slots,
@@ -145,6 +150,13 @@ impl Scheduler {
     /// One round: local deliveries and expiries recorded at once, remote jobs started.
     /// Returns how many messages it started work on.
     pub async fn round(&self) -> Result<usize, store::StoreError> {
+        {
+            let mut finished = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+            for id in finished.drain(..) {
+                in_flight.remove(&id);
+            }
+        }
         let now = now_ms();
         let due = self.store.due_messages(now, BATCH).await?;
         let mut reports = Vec::new();
@@ -281,10 +293,10 @@ impl Scheduler {
             tokio::spawn(async move {
                 this.remote_job(&msg, domain, recipients).await;
                 if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    this.in_flight
+                    this.finished
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .remove(&msg.id);
+                        .push(msg.id.clone());
                     this.wake.notify_one();
                 }
             });
