@@ -398,17 +398,7 @@ fn a_server_without_dsn_gets_the_mail_and_the_sender_gets_a_relayed_report() {
     .expect("start server");
     a.admin_ok(&["domain", "add", "example.test"]);
     a.add_account(ALICE, "alice-password");
-    let mut c = a.connect(a.ports.submission);
-    c.expect("EHLO client.test", "250");
-    c.starttls();
-    c.expect("EHLO client.test", "250");
-    c.expect(
-        &format!(
-            "AUTH PLAIN {}",
-            testkit::b64(&format!("\0{ALICE}\0alice-password"))
-        ),
-        "235",
-    );
+    let mut c = a.login(ALICE, "alice-password");
     c.expect(&format!("MAIL FROM:<{ALICE}>"), "250");
     c.expect("RCPT TO:<user@bench.test> NOTIFY=SUCCESS", "250");
     c.expect("DATA", "354");
@@ -482,21 +472,7 @@ fn what_the_remote_server_cannot_take_is_bounced_with_the_right_status() {
     .expect("start server");
     a.admin_ok(&["domain", "add", "example.test"]);
     a.add_account(ALICE, "alice-password");
-    let login = || {
-        let mut c = a.connect(a.ports.submission);
-        c.expect("EHLO client.test", "250");
-        c.starttls();
-        c.expect("EHLO client.test", "250");
-        c.expect(
-            &format!(
-                "AUTH PLAIN {}",
-                testkit::b64(&format!("\0{ALICE}\0alice-password"))
-            ),
-            "235",
-        );
-        c
-    };
-    let mut c = login();
+    let mut c = a.login(ALICE, "alice-password");
     assert_eq!(
         c.send_mail(
             ALICE,

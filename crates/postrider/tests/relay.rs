@@ -4,7 +4,7 @@
 use mail_parser::MimeHeaders;
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
-use testkit::{TestDns, TestServer, b64};
+use testkit::{TestDns, TestServer};
 
 fn bin() -> &'static std::path::Path {
     std::path::Path::new(env!("CARGO_BIN_EXE_postrider"))
@@ -44,14 +44,7 @@ fn relay(dns: &TestDns, mx_port: u16, extra: &str) -> TestServer {
 }
 
 fn submit(a: &TestServer, to: &str, subject: &str) -> String {
-    let mut c = a.connect(a.ports.submission);
-    c.expect("EHLO client.test", "250");
-    c.starttls();
-    c.expect("EHLO client.test", "250");
-    c.expect(
-        &format!("AUTH PLAIN {}", b64("\0alice@example.test\0alice-pw")),
-        "235",
-    );
+    let mut c = a.login("alice@example.test", "alice-pw");
     let r = c.send_mail("alice@example.test", &[to], &format!("From: alice@example.test\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nHello over there.\r\n"));
     assert_eq!(r.code, 250, "{r:?}");
     r.text.rsplit(' ').next().unwrap().to_string()
@@ -249,14 +242,7 @@ fn a_recipient_the_remote_server_refuses_is_bounced_to_the_sender_with_its_reply
     let b = remote();
     let dns = dns();
     let a = relay(&dns, b.ports.mx, "");
-    let mut c = a.connect(a.ports.submission);
-    c.expect("EHLO client.test", "250");
-    c.starttls();
-    c.expect("EHLO client.test", "250");
-    c.expect(
-        &format!("AUTH PLAIN {}", b64("\0alice@example.test\0alice-pw")),
-        "235",
-    );
+    let mut c = a.login("alice@example.test", "alice-pw");
     c.expect(
         "MAIL FROM:<alice@example.test> RET=HDRS ENVID=trip-42",
         "250",
@@ -511,14 +497,7 @@ fn sigkill_during_delivery_loses_nothing_every_acknowledged_message_arrives_afte
 }
 
 fn submit_as(a: &TestServer, user: &str, pw: &str, to: &str, subject: &str) -> String {
-    let mut c = a.connect(a.ports.submission);
-    c.expect("EHLO client.test", "250");
-    c.starttls();
-    c.expect("EHLO client.test", "250");
-    c.expect(
-        &format!("AUTH PLAIN {}", b64(&format!("\0{user}\0{pw}"))),
-        "235",
-    );
+    let mut c = a.login(user, pw);
     let r = c.send_mail(
         user,
         &[to],
@@ -586,14 +565,7 @@ fn a_452_for_too_many_recipients_defers_the_rest_and_the_retry_delivers_them() {
     }
     let dns = dns();
     let a = relay(&dns, b.ports.mx, "");
-    let mut c = a.connect(a.ports.submission);
-    c.expect("EHLO client.test", "250");
-    c.starttls();
-    c.expect("EHLO client.test", "250");
-    c.expect(
-        &format!("AUTH PLAIN {}", b64("\0alice@example.test\0alice-pw")),
-        "235",
-    );
+    let mut c = a.login("alice@example.test", "alice-pw");
     let r = c.send_mail(
         "alice@example.test",
         &["u1@remote.test", "u2@remote.test", "u3@remote.test"],
@@ -634,14 +606,7 @@ fn a_long_delay_gets_one_delayed_report_and_the_mail_still_arrives() {
     assert_eq!(reports.len(), 1, "the delay report is sent once");
     // NOTIFY=NEVER (or a NOTIFY without DELAY) gets none.
     dns.servfail("never.test");
-    let mut c = a.connect(a.ports.submission);
-    c.expect("EHLO client.test", "250");
-    c.starttls();
-    c.expect("EHLO client.test", "250");
-    c.expect(
-        &format!("AUTH PLAIN {}", b64("\0alice@example.test\0alice-pw")),
-        "235",
-    );
+    let mut c = a.login("alice@example.test", "alice-pw");
     c.expect("MAIL FROM:<alice@example.test>", "250");
     c.expect("RCPT TO:<x@never.test> NOTIFY=FAILURE", "250");
     c.expect("DATA", "354");

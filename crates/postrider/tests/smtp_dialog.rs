@@ -697,19 +697,10 @@ fn a_bdat_message_over_the_size_limit_is_refused_and_not_kept() {
     );
 }
 
-fn logged_in(s: &TestServer, user: &str, pw: &str) -> Conn {
-    let mut c = s.connect(s.ports.submission);
-    c.expect("EHLO client.test", "250");
-    c.starttls();
-    c.expect("EHLO client.test", "250");
-    c.expect(&format!("AUTH PLAIN {}", plain_ir(user, pw)), "235");
-    c
-}
-
 #[test]
 fn an_account_may_send_only_as_addresses_of_its_own_domain_by_default() {
     let s = server("");
-    let mut c = logged_in(&s, "alice@example.test", "alice-password");
+    let mut c = s.login("alice@example.test", "alice-password");
     c.expect(
         "MAIL FROM:<ceo@bank.test>",
         "550 5.7.1 Sender address not allowed",
@@ -735,20 +726,20 @@ fn an_account_may_send_only_as_addresses_of_its_own_domain_by_default() {
 #[test]
 fn sender_rules_in_the_config_widen_or_narrow_what_an_account_may_use() {
     let s = server("[senders.allowed]\n\"alice@example.test\" = [\"@bank.test\"]\n");
-    let mut c = logged_in(&s, "alice@example.test", "alice-password");
+    let mut c = s.login("alice@example.test", "alice-password");
     c.expect("MAIL FROM:<ceo@bank.test>", "250");
     c.expect("RSET", "250");
     c.expect("MAIL FROM:<sales@example.test>", "550 5.7.1");
     c.expect("MAIL FROM:<alice@example.test>", "250");
     // Bob has no rule: his own domain only.
-    let mut c = logged_in(&s, "bob@example.test", "bob-password");
+    let mut c = s.login("bob@example.test", "bob-password");
     c.expect("MAIL FROM:<ceo@bank.test>", "550 5.7.1");
 }
 
 #[test]
 fn notify_success_on_a_local_delivery_sends_a_delivered_report_to_the_sender() {
     let s = server("");
-    let mut c = logged_in(&s, "alice@example.test", "alice-password");
+    let mut c = s.login("alice@example.test", "alice-password");
     c.expect("MAIL FROM:<alice@example.test> ENVID=abc", "250");
     c.expect("RCPT TO:<bob@example.test> NOTIFY=SUCCESS,FAILURE", "250");
     c.expect("DATA", "354");

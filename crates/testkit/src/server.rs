@@ -249,6 +249,23 @@ impl TestServer {
         self.data_dir().join("tls").join("self-signed.crt")
     }
 
+    /// A session on the submission port, encrypted with STARTTLS and logged in with AUTH PLAIN
+    /// (asserting 235), ready for MAIL.
+    pub fn login(&self, user: &str, password: &str) -> Conn {
+        let mut c = self.connect(self.ports.submission);
+        c.expect("EHLO client.test", "250");
+        c.starttls();
+        c.expect("EHLO client.test", "250");
+        c.expect(
+            &format!(
+                "AUTH PLAIN {}",
+                crate::b64(&format!("\0{user}\0{password}"))
+            ),
+            "235",
+        );
+        c
+    }
+
     /// A plain connection to a port, greeting read.
     pub fn connect(&self, port: u16) -> Conn {
         Conn::plain(port, self.certificate())
