@@ -390,11 +390,7 @@ async fn transaction(
             match conn.reply().await {
                 Ok(reply) => classify_rcpt(&mail_reply, reply, r.idx, &mut outcomes, &mut accepted),
                 Err(why) => {
-                    let undecided = [
-                        accepted.clone(),
-                        pending_all[position(&pending_all, r.idx)..].to_vec(),
-                    ]
-                    .concat();
+                    let undecided = undecided(&accepted, &pending_all, r.idx);
                     return [outcomes, lost(why, &undecided)].concat();
                 }
             }
@@ -415,11 +411,7 @@ async fn transaction(
             match conn.command(cmd).await {
                 Ok(reply) => classify_rcpt(&mail_reply, reply, r.idx, &mut outcomes, &mut accepted),
                 Err(why) => {
-                    let undecided = [
-                        accepted.clone(),
-                        pending_all[position(&pending_all, r.idx)..].to_vec(),
-                    ]
-                    .concat();
+                    let undecided = undecided(&accepted, &pending_all, r.idx);
                     return [outcomes, lost(why, &undecided)].concat();
                 }
             }
@@ -485,12 +477,14 @@ async fn transaction(
     outcomes
 }
 
-/// The index into `pending` of recipient `idx` (to defer it and every later one).
-fn position(pending: &[u32], idx: u32) -> usize {
-    pending
+/// Recipients without an outcome when the connection is lost at recipient `idx`: those already
+/// accepted, plus `idx` and every later one.
+fn undecided(accepted: &[u32], pending: &[u32], idx: u32) -> Vec<u32> {
+    let from = pending
         .iter()
         .position(|i| *i == idx)
-        .unwrap_or(pending.len())
+        .unwrap_or(pending.len());
+    [accepted, &pending[from..]].concat()
 }
 
 fn classify_rcpt(
