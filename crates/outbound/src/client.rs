@@ -3,7 +3,7 @@
 //! recipient. `Err` means "this host could not take the message, try the next one" and is
 //! returned only before MAIL was sent; after that every recipient gets an outcome.
 
-use crate::{OutboundSettings, RemoteJob, RemoteOutcome, Route, Source};
+use crate::{JobRecipient, OutboundSettings, RemoteJob, RemoteOutcome, Route, Source};
 use smtp_codec::client::{
     self as c, DotStuffer, MailFrom, RcptTo, ServerCapabilities, ServerReply,
 };
@@ -101,6 +101,24 @@ impl Conn {
         }
     }
 
+    /// Whether the server closed the connection or sent something unasked (typically a 421
+    /// before closing an idle client), seen without waiting. Used before reusing a connection.
+    async fn closed_while_idle(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        let mut chunk = [0u8; 512];
+        // `timeout` polls the read once before looking at the (already passed) deadline.
+        match tokio::time::timeout(Duration::ZERO, self.stream.read(&mut chunk)).await {
+            Err(_) => false,
+            Ok(Ok(n)) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Ok(Err(_)) => true,
+        }
+    }
+
     async fn reply(&mut self) -> Result<ServerReply, String> {
         self.reply_within(self.timeout).await
     }
@@ -111,22 +129,45 @@ impl Conn {
     }
 }
 
-/// Delivers `job` to one server address.
-pub(crate) async fn deliver_to(
+/// An open, greeted and (where possible) encrypted connection to one server, ready for a mail
+/// transaction. It may carry several messages (connection reuse).
+pub(crate) struct Session {
+    conn: Conn,
+    caps: ServerCapabilities,
+    pub(crate) host: String,
+    pub(crate) addr: SocketAddr,
+    /// The source address it was opened from (a pool address), if one was chosen.
+    pub(crate) source: Option<std::net::IpAddr>,
+    /// Messages sent over it so far.
+    pub(crate) messages: u32,
+    pub(crate) opened: tokio::time::Instant,
+}
+
+impl Session {
+    /// QUIT and wait briefly for the reply (RFC 5321 §4.1.1.10); errors do not matter.
+    pub(crate) async fn close(mut self) {
+        if self.conn.send(&c::quit()).await.is_ok() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), self.conn.reply()).await;
+        }
+    }
+}
+
+/// Opens a session to one server address. `Err` means "this host cannot be used now, try the
+/// next one".
+pub(crate) async fn open(
     s: &OutboundSettings,
     tls: &Arc<rustls::ClientConfig>,
     route: &Route,
     source: Option<&Source>,
     host: &str,
     addr: SocketAddr,
-    job: &RemoteJob,
-) -> Result<Vec<(u32, RemoteOutcome)>, String> {
-    match session(s, tls, route, source, host, addr, job, true).await {
+) -> Result<Session, String> {
+    match connect(s, tls, route, source, host, addr, true).await {
         // A TLS handshake that fails is retried once in plain text (opportunistic TLS must not
         // make a server that works in plain text unreachable) — unless TLS is required.
         Err(Problem::TlsFailed(e)) if !route.tls_required => {
             tracing::info!(host, %addr, error = %e, "STARTTLS failed; retrying without TLS");
-            session(s, tls, route, source, host, addr, job, false)
+            connect(s, tls, route, source, host, addr, false)
                 .await
                 .map_err(|p| p.to_string())
         }
@@ -148,17 +189,15 @@ impl std::fmt::Display for Problem {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn session(
+async fn connect(
     s: &OutboundSettings,
     tls: &Arc<rustls::ClientConfig>,
     route: &Route,
     source: Option<&Source>,
     host: &str,
     addr: SocketAddr,
-    job: &RemoteJob,
     try_tls: bool,
-) -> Result<Vec<(u32, RemoteOutcome)>, Problem> {
+) -> Result<Session, Problem> {
     let host_err = |what: String| Problem::Host(format!("4.4.1 {host} [{}]: {what}", addr.ip()));
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()
@@ -226,7 +265,15 @@ async fn session(
             .await
             .map_err(host_err)?;
     }
-    Ok(transaction(s, &mut conn, &caps, job).await)
+    Ok(Session {
+        conn,
+        caps,
+        host: host.to_string(),
+        addr,
+        source: source.map(|s| s.ip),
+        messages: 0,
+        opened: tokio::time::Instant::now(),
+    })
 }
 
 /// AUTH PLAIN (RFC 4616) or LOGIN at a smarthost (RFC 4954). A refusal is reported as a host
@@ -290,18 +337,49 @@ fn notify(dsn: &store::RecipientDsn) -> Option<Notify> {
     })
 }
 
-/// MAIL, RCPTs, DATA and the body. Every recipient gets an outcome.
-async fn transaction(
+/// What a session is fit for after a transaction.
+#[derive(Debug)]
+pub(crate) enum After {
+    /// The transaction is over and the server is ready for the next one.
+    Ready,
+    /// Close it: the connection was lost, the server said 421, or its state is unknown.
+    Close,
+    /// The connection failed before the server answered anything of this transaction, so
+    /// nothing was decided (no outcomes): the recipients may go over another connection. This
+    /// is what a reused connection looks like when the server closed it while it was idle.
+    Stale(String),
+}
+
+/// The result of one mail transaction.
+pub(crate) struct Tx {
+    /// One outcome per recipient, except after `After::Stale` (none).
+    pub(crate) outcomes: Vec<(u32, RemoteOutcome)>,
+    /// Recipients refused with 452 "too many recipients" (RFC 5321 §4.5.3.1.10) while others
+    /// were taken: they also have a `Deferred` outcome, and may be sent at once in another
+    /// transaction.
+    pub(crate) too_many: Vec<u32>,
+    pub(crate) after: After,
+}
+
+/// One mail transaction on `sess`: MAIL, the RCPTs of `recipients`, DATA and the body.
+pub(crate) async fn send_message(
     s: &OutboundSettings,
-    conn: &mut Conn,
-    caps: &ServerCapabilities,
+    sess: &mut Session,
     job: &RemoteJob,
-) -> Vec<(u32, RemoteOutcome)> {
+    recipients: &[JobRecipient],
+) -> Tx {
+    let caps = &sess.caps;
+    let conn = &mut sess.conn;
     let all = |o: RemoteOutcome| {
-        job.recipients
+        recipients
             .iter()
             .map(|r| (r.idx, o.clone()))
             .collect::<Vec<_>>()
+    };
+    let tx = |outcomes: Vec<(u32, RemoteOutcome)>, after: After| Tx {
+        outcomes,
+        too_many: Vec::new(),
+        after,
     };
     let e = &job.envelope;
     let size = job.message.len() as u64;
@@ -309,26 +387,36 @@ async fn transaction(
     if let Some(limit) = caps.size.filter(|l| *l > 0)
         && size > limit
     {
-        return all(RemoteOutcome::Failed(format!(
-            "5.3.4 message of {size} octets is larger than the remote limit of {limit}"
-        )));
+        return tx(
+            all(RemoteOutcome::Failed(format!(
+                "5.3.4 message of {size} octets is larger than the remote limit of {limit}"
+            ))),
+            After::Ready,
+        );
     }
     let needs_utf8 =
-        e.smtputf8 || !e.sender.is_ascii() || job.recipients.iter().any(|r| !r.address.is_ascii());
+        e.smtputf8 || !e.sender.is_ascii() || recipients.iter().any(|r| !r.address.is_ascii());
     if needs_utf8 && !caps.smtputf8 {
         // RFC 6531 §3.2: without SMTPUTF8 at the server the message cannot be sent as it is.
-        return all(RemoteOutcome::Failed(
-            "5.6.7 the remote server does not support SMTPUTF8, which this message needs".into(),
-        ));
+        return tx(
+            all(RemoteOutcome::Failed(
+                "5.6.7 the remote server does not support SMTPUTF8, which this message needs"
+                    .into(),
+            )),
+            After::Ready,
+        );
     }
     let eight_bit = c::has_8bit(&job.message);
     if eight_bit && !caps.eight_bit_mime {
         // RFC 6152 §3: 8-bit data must not go to a server without 8BITMIME. Postrider does not
         // convert messages (that would break DKIM signatures): it returns them instead.
-        return all(RemoteOutcome::Failed(
-            "5.6.3 the message has 8-bit content and the remote server does not accept 8BITMIME"
-                .into(),
-        ));
+        return tx(
+            all(RemoteOutcome::Failed(
+                "5.6.3 the message has 8-bit content and the remote server does not accept 8BITMIME"
+                    .into(),
+            )),
+            After::Ready,
+        );
     }
     let mail = c::mail_from(&MailFrom {
         address: &e.sender,
@@ -351,8 +439,7 @@ async fn transaction(
         envid: if caps.dsn { e.envid.as_deref() } else { None },
         auth: None,
     });
-    let rcpts: Vec<Vec<u8>> = job
-        .recipients
+    let rcpts: Vec<Vec<u8>> = recipients
         .iter()
         .map(|r| {
             let orcpt = r.dsn.orcpt.as_deref().and_then(|o| o.split_once(';'));
@@ -365,13 +452,32 @@ async fn transaction(
         .collect();
     let mut outcomes: Vec<(u32, RemoteOutcome)> = Vec::new();
     let mut accepted: Vec<u32> = Vec::new();
+    let mut too_many: Vec<u32> = Vec::new();
     let lost = |why: String, pending: &[u32]| -> Vec<(u32, RemoteOutcome)> {
         pending
             .iter()
             .map(|i| (*i, RemoteOutcome::Deferred(format!("4.4.2 {why}"))))
             .collect()
     };
-    let pending_all: Vec<u32> = job.recipients.iter().map(|r| r.idx).collect();
+    let stale = |why: String| Tx {
+        outcomes: Vec::new(),
+        too_many: Vec::new(),
+        after: After::Stale(why),
+    };
+    let pending_all: Vec<u32> = recipients.iter().map(|r| r.idx).collect();
+    let reused = sess.messages > 0;
+    if reused && conn.closed_while_idle().await {
+        return stale("the server closed the connection while it was idle".into());
+    }
+    // A 421 to MAIL on a reused connection is the server ending it, not a verdict on this
+    // message: another connection may take it.
+    let closing = |r: &ServerReply| reused && r.code == 421;
+    let mut rcpt_reply = |mail: &ServerReply, reply: ServerReply, idx: u32| {
+        if mail.is_positive() && is_too_many_recipients(&reply) {
+            too_many.push(idx);
+        }
+        classify_rcpt(mail, reply, idx, &mut outcomes, &mut accepted);
+    };
     // RFC 2920 §3.1: with PIPELINING, MAIL, every RCPT and DATA go in one write.
     let data_reply = if caps.pipelining {
         let mut group = mail.clone();
@@ -380,77 +486,84 @@ async fn transaction(
         }
         group.extend_from_slice(&c::data());
         if let Err(why) = conn.send(&group).await {
-            return lost(why, &pending_all);
+            return stale(why);
         }
         let mail_reply = match conn.reply().await {
+            Ok(r) if closing(&r) => return stale(r.to_string()),
             Ok(r) => r,
-            Err(why) => return lost(why, &pending_all),
+            Err(why) => return stale(why),
         };
-        for r in &job.recipients {
+        for r in recipients {
             match conn.reply().await {
-                Ok(reply) => classify_rcpt(&mail_reply, reply, r.idx, &mut outcomes, &mut accepted),
+                Ok(reply) => rcpt_reply(&mail_reply, reply, r.idx),
                 Err(why) => {
                     let undecided = undecided(&accepted, &pending_all, r.idx);
-                    return [outcomes, lost(why, &undecided)].concat();
+                    return tx([outcomes, lost(why, &undecided)].concat(), After::Close);
                 }
             }
         }
         match conn.reply().await {
             Ok(r) => r,
-            Err(why) => return [outcomes, lost(why, &accepted)].concat(),
+            Err(why) => return tx([outcomes, lost(why, &accepted)].concat(), After::Close),
         }
     } else {
         let mail_reply = match conn.command(&mail).await {
+            Ok(r) if closing(&r) => return stale(r.to_string()),
             Ok(r) => r,
-            Err(why) => return lost(why, &pending_all),
+            Err(why) => return stale(why),
         };
         if !mail_reply.is_positive() {
-            return all(fail_or_defer(&mail_reply, "MAIL FROM"));
+            let after = reset(conn, &mail_reply).await;
+            return tx(all(fail_or_defer(&mail_reply, "MAIL FROM")), after);
         }
-        for (r, cmd) in job.recipients.iter().zip(&rcpts) {
+        for (r, cmd) in recipients.iter().zip(&rcpts) {
             match conn.command(cmd).await {
-                Ok(reply) => classify_rcpt(&mail_reply, reply, r.idx, &mut outcomes, &mut accepted),
+                Ok(reply) => rcpt_reply(&mail_reply, reply, r.idx),
                 Err(why) => {
                     let undecided = undecided(&accepted, &pending_all, r.idx);
-                    return [outcomes, lost(why, &undecided)].concat();
+                    return tx([outcomes, lost(why, &undecided)].concat(), After::Close);
                 }
             }
         }
         if accepted.is_empty() {
-            let _ = conn.send(&c::quit()).await;
-            return outcomes;
+            let after = reset(conn, &mail_reply).await;
+            return tx(outcomes, after);
         }
         match conn.command(&c::data()).await {
             Ok(r) => r,
-            Err(why) => return [outcomes, lost(why, &accepted)].concat(),
+            Err(why) => return tx([outcomes, lost(why, &accepted)].concat(), After::Close),
         }
     };
+    sess.messages += 1;
     if data_reply.code != 354 {
-        if !accepted.is_empty() {
-            outcomes.extend(
-                accepted
-                    .iter()
-                    .map(|i| (*i, fail_or_defer(&data_reply, "DATA"))),
-            );
-        }
-        let _ = conn.send(&[c::rset(), c::quit()].concat()).await;
-        return outcomes;
+        outcomes.extend(
+            accepted
+                .iter()
+                .map(|i| (*i, fail_or_defer(&data_reply, "DATA"))),
+        );
+        let after = reset(conn, &data_reply).await;
+        return Tx {
+            outcomes,
+            too_many: Vec::new(),
+            after,
+        };
     }
     if accepted.is_empty() {
-        // The server said 354 although it took no recipient: end the empty message and leave.
-        let _ = conn.send(b".\r\n").await;
-        let _ = conn.reply().await;
-        let _ = conn.send(&c::quit()).await;
-        return outcomes;
+        // The server said 354 although it took no recipient: end the empty message.
+        let after = match conn.command(b".\r\n").await {
+            Ok(r) if r.code != 421 => After::Ready,
+            _ => After::Close,
+        };
+        return tx(outcomes, after);
     }
     let mut stuffed = Vec::with_capacity(job.message.len() + job.message.len() / 64 + 8);
     let mut stuffer = DotStuffer::new();
     stuffer.encode(&job.message, &mut stuffed);
     stuffer.finish(&mut stuffed);
     if let Err(why) = conn.send(&stuffed).await {
-        return [outcomes, lost(why, &accepted)].concat();
+        return tx([outcomes, lost(why, &accepted)].concat(), After::Close);
     }
-    match conn.reply_within(s.data_end_timeout).await {
+    let after = match conn.reply_within(s.data_end_timeout).await {
         Ok(r) if r.is_positive() => {
             let text = r.to_string();
             outcomes.extend(accepted.iter().map(|i| {
@@ -459,22 +572,56 @@ async fn transaction(
                     RemoteOutcome::Sent {
                         reply: text.clone(),
                         peer_dsn: caps.dsn,
+                        conn_use: sess.messages,
                     },
                 )
             }));
+            After::Ready
         }
-        Ok(r) => outcomes.extend(
-            accepted
-                .iter()
-                .map(|i| (*i, fail_or_defer(&r, "end of data"))),
-        ),
+        Ok(r) => {
+            outcomes.extend(
+                accepted
+                    .iter()
+                    .map(|i| (*i, fail_or_defer(&r, "end of data"))),
+            );
+            if r.code == 421 {
+                After::Close
+            } else {
+                After::Ready
+            }
+        }
         // RFC 5321 §6.1 hazard: the message may have arrived. Deferring risks a duplicate,
         // failing risks a loss; a duplicate is the lesser harm.
-        Err(why) => return [outcomes, lost(why, &accepted)].concat(),
+        Err(why) => return tx([outcomes, lost(why, &accepted)].concat(), After::Close),
+    };
+    Tx {
+        outcomes,
+        too_many,
+        after,
     }
-    let _ = conn.send(&c::quit()).await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), conn.reply()).await;
-    outcomes
+}
+
+/// After a transaction the server refused part way, RSET makes the session usable again
+/// (RFC 5321 §4.1.1.5) — unless the last reply was 421, the server closing.
+async fn reset(conn: &mut Conn, last: &ServerReply) -> After {
+    if last.code == 421 {
+        return After::Close;
+    }
+    match conn.command(&c::rset()).await {
+        Ok(r) if r.is_positive() => After::Ready,
+        _ => After::Close,
+    }
+}
+
+/// 452 with 4.5.3 (or saying so): the server takes no more recipients in this transaction, and
+/// the client should send the rest in another (RFC 5321 §4.5.3.1.10).
+fn is_too_many_recipients(reply: &ServerReply) -> bool {
+    reply.code == 452
+        && (reply.enhanced == Some(smtp_codec::Enhanced(4, 5, 3))
+            || reply
+                .message()
+                .to_ascii_lowercase()
+                .contains("too many recipients"))
 }
 
 /// Recipients without an outcome when the connection is lost at recipient `idx`: those already

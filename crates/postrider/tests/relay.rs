@@ -26,13 +26,19 @@ fn dns() -> TestDns {
     dns
 }
 
-/// The relaying side, using `dns` and delivering to MX hosts on `mx_port`.
+/// The relaying side, using `dns` and delivering to MX hosts on `mx_port`. `extra` continues
+/// the `[delivery]` section.
 fn relay(dns: &TestDns, mx_port: u16, extra: &str) -> TestServer {
+    relay_outbound(dns, mx_port, "", extra)
+}
+
+/// Like `relay`, with more keys for `[outbound]`.
+fn relay_outbound(dns: &TestDns, mx_port: u16, outbound: &str, extra: &str) -> TestServer {
     let a = TestServer::start_named(
         bin(),
         "relay.example.test",
         &format!(
-            "[outbound]\nnameservers = [\"{}\"]\nmx_port = {mx_port}\n\
+            "[outbound]\nnameservers = [\"{}\"]\nmx_port = {mx_port}\n{outbound}\
              [delivery]\nretry_initial = \"1s\"\nretry_max = \"2s\"\npoll_interval = \"200ms\"\n{extra}",
             dns.addr()
         ),
@@ -556,7 +562,7 @@ fn bulk_mail_cannot_take_the_delivery_slots_reserved_for_transactional_mail() {
 }
 
 #[test]
-fn a_452_for_too_many_recipients_defers_the_rest_and_the_retry_delivers_them() {
+fn a_452_for_too_many_recipients_sends_the_rest_in_another_transaction_at_once() {
     let b =
         TestServer::start_named(bin(), "mx.remote.test", "[smtp]\nmax_recipients = 2\n").unwrap();
     b.admin_ok(&["domain", "add", "remote.test"]);
@@ -574,10 +580,25 @@ fn a_452_for_too_many_recipients_defers_the_rest_and_the_retry_delivers_them() {
     let id = r.text.rsplit(' ').next().unwrap().to_string();
     b.wait_for_mail("u1@remote.test", 1);
     b.wait_for_mail("u2@remote.test", 1);
-    // The third got 452 4.5.3 and is retried (retry_initial is 1 s here), then delivered.
+    // The third got 452 4.5.3 and went in a second transaction on the same connection, without
+    // waiting for a retry (RFC 5321 §4.5.3.1.10).
     b.wait_for_mail("u3@remote.test", 1);
     wait_queue(&a, &id, "");
-    assert!(a.log().contains("452 4.5.3"), "{}", a.log());
+    let log = a.log();
+    assert!(
+        log.contains("too many recipients for one transaction; sending the rest in another"),
+        "{log}"
+    );
+    assert!(!log.contains("deferred:"), "{log}");
+    // One connection carried both transactions: the third recipient went in the second.
+    let sent = |to: &str| {
+        log.lines()
+            .find(|l| l.contains(" sent") && l.contains(&format!("to=\"{to}\"")))
+            .unwrap_or_else(|| panic!("no sent line for {to}:\n{log}"))
+            .to_string()
+    };
+    assert!(sent("u1@remote.test").contains("conn_use=1"), "{log}");
+    assert!(sent("u3@remote.test").contains("conn_use=2"), "{log}");
 }
 
 #[test]
@@ -705,4 +726,89 @@ fn mx_answers_are_cached_within_their_ttl() {
         mx_queries, 1,
         "the second message used the cached MX answer"
     );
+}
+
+/// The `conn_use` of each "sent" log line of the relay, in order.
+fn conn_uses(a: &TestServer) -> Vec<u32> {
+    a.log()
+        .lines()
+        .filter(|l| l.contains(" sent"))
+        .filter_map(|l| l.split("conn_use=").nth(1))
+        .filter_map(|v| v.split(' ').next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn messages_to_one_destination_share_a_connection_up_to_the_per_connection_limit() {
+    let b = remote();
+    let dns = dns();
+    // One connection at a time to remote.test, at most 3 messages over each.
+    let a = relay_outbound(
+        &dns,
+        b.ports.mx,
+        "max_connections_per_domain = 1\nmax_messages_per_connection = 3\nconnection_idle_time = \"5s\"\n",
+        "",
+    );
+    let mut c = a.login("alice@example.test", "alice-pw");
+    for i in 0..7 {
+        let r = c.send_mail(
+            "alice@example.test",
+            &["bob@remote.test"],
+            &format!("From: alice@example.test\r\nSubject: m{i}\r\n\r\nbody {i}\r\n"),
+        );
+        assert_eq!(r.code, 250, "{r:?}");
+    }
+    b.wait_for_mail("bob@remote.test", 7);
+    let uses = conn_uses(&a);
+    assert_eq!(uses.len(), 7, "{}", a.log());
+    // Reused (a second message over one connection) but never past the limit.
+    assert!(
+        uses.iter().any(|u| *u > 1),
+        "no connection was reused: {uses:?}"
+    );
+    assert!(uses.iter().all(|u| *u <= 3), "limit exceeded: {uses:?}");
+    // 7 messages at most 3 per connection: at least 3 connections, and fewer than 7.
+    let fresh = uses.iter().filter(|u| **u == 1).count();
+    assert!((3..7).contains(&fresh), "{uses:?}");
+}
+
+#[test]
+fn with_connection_idle_time_zero_every_message_gets_its_own_connection() {
+    let b = remote();
+    let dns = dns();
+    let a = relay_outbound(
+        &dns,
+        b.ports.mx,
+        "max_connections_per_domain = 1\nconnection_idle_time = \"0s\"\n",
+        "",
+    );
+    for i in 0..3 {
+        submit(&a, "bob@remote.test", &format!("m{i}"));
+    }
+    b.wait_for_mail("bob@remote.test", 3);
+    assert_eq!(conn_uses(&a), vec![1, 1, 1], "{}", a.log());
+}
+
+#[test]
+fn a_reused_connection_the_remote_server_closed_is_replaced_without_a_deferral() {
+    // The remote server drops idle clients after 1 s; the relay keeps idle connections for 5 s.
+    let b = TestServer::start_named(
+        bin(),
+        "mx.remote.test",
+        "[smtp]\ncommand_timeout = \"1s\"\n",
+    )
+    .unwrap();
+    b.admin_ok(&["domain", "add", "remote.test"]);
+    b.add_account("bob@remote.test", "pw");
+    let dns = dns();
+    let a = relay_outbound(&dns, b.ports.mx, "connection_idle_time = \"5s\"\n", "");
+    submit(&a, "bob@remote.test", "first");
+    b.wait_for_mail("bob@remote.test", 1);
+    std::thread::sleep(Duration::from_millis(2500));
+    let id = submit(&a, "bob@remote.test", "second");
+    b.wait_for_mail("bob@remote.test", 2);
+    wait_queue(&a, &id, "");
+    let log = a.log();
+    assert!(!log.contains("deferred:"), "{log}");
+    assert_eq!(conn_uses(&a), vec![1, 1], "{log}");
 }

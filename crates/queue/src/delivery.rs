@@ -1,8 +1,8 @@
 //! The delivery scheduler: takes due messages from the store and delivers each recipient —
 //! local ones into their INBOX (Return-Path and Delivered-To in front, RFC 5321 §4.4), remote
 //! ones through `outbound`, one job per (message, domain) in its own task, at most
-//! `max_connections_per_domain` at once per domain, so one slow or dead domain never holds up
-//! the others. Outcomes are recorded per recipient; temporary failures are retried with capped
+//! `outbound.max_connections_per_domain` at once per next hop (`outbound::Outbound::slot`, taken
+//! before anything else), so one slow or dead domain never holds up the others. Outcomes are recorded per recipient; temporary failures are retried with capped
 //! exponential backoff until `max_queue_time`, after which the recipient fails as expired.
 //!
 //! Local delivery is a store write that shares the body instead of copying it, so a batch of
@@ -30,7 +30,6 @@ pub struct DeliverySettings {
     pub max_queue_time: Duration,
     /// Zero: no delay reports.
     pub delay_warning: Duration,
-    pub max_connections_per_domain: usize,
     /// Remote deliveries at once, across all destinations.
     pub max_deliveries: usize,
     /// Of those, how many the bulk lane may never use.
@@ -53,8 +52,6 @@ pub struct Scheduler {
     /// before it reads the queue: a round that read the queue while the job ran holds a stale
     /// copy of the message and must not act on it (it could deliver a recipient twice).
     finished: Arc<Mutex<Vec<String>>>,
-    /// Connection slots per destination domain.
-    domains: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
     /// Remote delivery slots for every lane, and the smaller share bulk mail may take: bulk jobs
     /// need one of each, so `reserved_transactional` slots stay free for transactional mail.
     all_slots: Arc<Semaphore>,
@@ -95,7 +92,6 @@ impl Scheduler {
             hostname: hostname.into(),
             in_flight: Arc::default(),
             finished: Arc::default(),
-            domains: Arc::default(),
             all_slots,
             bulk_slots,
         }
@@ -275,13 +271,6 @@ impl Scheduler {
         Ok(started)
     }
 
-    fn domain_slots(&self, domain: &str) -> Arc<Semaphore> {
-        let mut map = self.domains.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(domain.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.max_connections_per_domain)))
-            .clone()
-    }
-
     /// Starts one task per destination domain of a message.
     fn start_remote(&self, msg: QueuedMessage, groups: BTreeMap<String, Vec<JobRecipient>>) {
         let remaining = Arc::new(AtomicUsize::new(groups.len()));
@@ -304,8 +293,10 @@ impl Scheduler {
     }
 
     async fn remote_job(&self, msg: &QueuedMessage, domain: String, recipients: Vec<JobRecipient>) {
-        // The semaphores are never closed, so acquiring only waits. Lane slots first, then the
-        // destination's connection slot.
+        // The destination's slot first: a job waiting for a busy (or slow, or dead) destination
+        // holds no lane slot, so it never holds up mail for other destinations. Then the lane
+        // slots. The semaphores are never closed, so acquiring only waits.
+        let slot = self.outbound.slot(&domain).await;
         let _bulk = if msg.lane == "bulk" {
             match self.bulk_slots.clone().acquire_owned().await {
                 Ok(p) => Some(p),
@@ -315,10 +306,6 @@ impl Scheduler {
             None
         };
         let Ok(_lane) = self.all_slots.clone().acquire_owned().await else {
-            return;
-        };
-        let slots = self.domain_slots(&domain);
-        let Ok(_slot) = slots.acquire_owned().await else {
             return;
         };
         let attempts: HashMap<u32, u32> =
@@ -335,7 +322,7 @@ impl Scheduler {
                     recipients: recipients.clone(),
                     message: body,
                 };
-                self.outbound.deliver(&job).await
+                self.outbound.deliver_in(&slot, &job).await
             }
             Err(e) => recipients
                 .iter()
@@ -358,8 +345,12 @@ impl Scheduler {
                 .map(|r| r.address.as_str())
                 .unwrap_or("?");
             let outcome = match outcome {
-                RemoteOutcome::Sent { reply, peer_dsn } => {
-                    tracing::info!(queue_id = %msg.id, to = address, domain = %domain, reply = %reply, "sent");
+                RemoteOutcome::Sent {
+                    reply,
+                    peer_dsn,
+                    conn_use,
+                } => {
+                    tracing::info!(queue_id = %msg.id, to = address, domain = %domain, conn_use, reply = %reply, "sent");
                     // RFC 3461 §5.2.1: a server without DSN will not report success; we do.
                     if let Some(r) = msg.recipients.iter().find(|r| r.idx == idx)
                         && !peer_dsn

@@ -118,6 +118,10 @@ pub struct Transport {
     pub tls_required: bool,
     /// AUTH credentials for the smarthost.
     pub auth: Option<(String, String)>,
+    /// Overrides `outbound.max_connections_per_domain`.
+    pub max_connections: Option<usize>,
+    /// Overrides `outbound.max_messages_per_connection`.
+    pub max_messages_per_connection: Option<u32>,
 }
 
 /// The two delivery lanes (`[lanes]`).
@@ -163,7 +167,11 @@ pub struct Outbound {
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     pub data_end_timeout: Duration,
+    /// Per next hop: a domain's MX hosts or a smarthost.
     pub max_connections_per_domain: usize,
+    pub max_messages_per_connection: u32,
+    /// Zero: no connection reuse.
+    pub connection_idle_time: Duration,
 }
 
 #[derive(Debug, Clone)]

@@ -76,6 +76,10 @@ struct RawTransport {
     username: String,
     #[serde(default)]
     password: String,
+    #[serde(default)]
+    max_connections: Option<i64>,
+    #[serde(default)]
+    max_messages_per_connection: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -103,6 +107,8 @@ struct RawOutbound {
     command_timeout: String,
     data_end_timeout: String,
     max_connections_per_domain: i64,
+    max_messages_per_connection: i64,
+    connection_idle_time: String,
 }
 
 #[derive(Deserialize)]
@@ -538,6 +544,15 @@ impl RawConfig {
                 o.max_connections_per_domain,
                 1,
             ) as usize,
+            max_messages_per_connection: c
+                .count(
+                    "outbound.max_messages_per_connection",
+                    o.max_messages_per_connection,
+                    1,
+                )
+                .min(u32::MAX as i64) as u32,
+            connection_idle_time: c
+                .duration("outbound.connection_idle_time", &o.connection_idle_time),
         };
         if !c.problems.is_empty() {
             return Err(c.problems);
@@ -781,11 +796,28 @@ fn check_transports(raw: &[RawTransport], problems: &mut Vec<Problem>) -> Vec<Tr
                 message: "credentials are only used with a smarthost".into(),
             });
         }
+        let mut limit = |k: &str, v: Option<i64>| match v {
+            None => None,
+            Some(n) if n >= 1 => Some(n as u64),
+            Some(n) => {
+                problems.push(Problem {
+                    key: key(k),
+                    message: format!("{n} is not allowed; use a whole number of at least 1"),
+                });
+                None
+            }
+        };
+        let max_connections = limit("max_connections", t.max_connections).map(|n| n as usize);
+        let max_messages_per_connection =
+            limit("max_messages_per_connection", t.max_messages_per_connection)
+                .map(|n| n.min(u32::MAX as u64) as u32);
         out.push(Transport {
             domain,
             smarthost,
             tls_required,
             auth,
+            max_connections,
+            max_messages_per_connection,
         });
     }
     out

@@ -126,6 +126,9 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
             connect_timeout: config.outbound.connect_timeout,
             command_timeout: config.outbound.command_timeout,
             data_end_timeout: config.outbound.data_end_timeout,
+            max_connections: config.outbound.max_connections_per_domain,
+            max_messages_per_connection: config.outbound.max_messages_per_connection,
+            idle_time: config.outbound.connection_idle_time,
             routes: config
                 .transports
                 .iter()
@@ -134,6 +137,8 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
                     smarthost: t.smarthost.clone(),
                     tls_required: t.tls_required,
                     auth: t.auth.clone(),
+                    max_connections: t.max_connections,
+                    max_messages_per_connection: t.max_messages_per_connection,
                 })
                 .collect(),
         },
@@ -172,7 +177,6 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
             retry_max: config.delivery.retry_max,
             max_queue_time: config.delivery.max_queue_time,
             delay_warning: config.delivery.delay_warning,
-            max_connections_per_domain: config.outbound.max_connections_per_domain,
             max_deliveries: config.lanes.max_deliveries,
             reserved_transactional: config.lanes.reserved_transactional,
         },
