@@ -108,6 +108,8 @@ pub struct RemoteJob {
     pub queue_id: String,
     pub domain: String,
     pub envelope: Envelope,
+    /// "transactional" or "bulk".
+    pub lane: String,
     pub recipients: Vec<JobRecipient>,
     /// The whole message as stored (intake's headers and the original), CRLF line ends.
     pub message: Arc<Vec<u8>>,
@@ -178,9 +180,11 @@ impl Outbound {
                 .collect::<Vec<_>>()
         };
         let route = self.settings.route(&job.domain);
-        let source = self
-            .pools
-            .choose(job.envelope.auth.as_deref(), &job.envelope.sender);
+        let source = self.pools.choose(
+            job.envelope.auth.as_deref(),
+            &job.envelope.sender,
+            &job.lane,
+        );
         if let Some((pool, src)) = &source {
             tracing::debug!(queue_id = %job.queue_id, pool, source = %src.ip, helo = %src.helo, "source address chosen");
         }

@@ -1,5 +1,5 @@
 //! Source addresses for outbound connections: pools of local addresses, each with its EHLO name,
-//! chosen per message by authenticated account, sender domain or default, and inside a pool by
+//! chosen per message by authenticated account, sender domain, lane or default, and inside a pool by
 //! smooth weighted round robin (equal weights give plain round robin).
 
 use std::net::IpAddr;
@@ -22,6 +22,8 @@ pub struct Pool {
     pub accounts: Vec<String>,
     /// Sender domains that use this pool (lower-case).
     pub sender_domains: Vec<String>,
+    /// Lanes ("transactional", "bulk") that use this pool.
+    pub lanes: Vec<String>,
     pub default: bool,
 }
 
@@ -42,9 +44,10 @@ impl Pools {
         }
     }
 
-    /// The pool for a message: its authenticated account's, else its sender domain's, else the
-    /// default pool's; `None` when no pool applies (the system picks the source address).
-    fn pool_for(&self, account: Option<&str>, sender: &str) -> Option<usize> {
+    /// The pool for a message: its authenticated account's, else its sender domain's, else its
+    /// lane's, else the default pool's; `None` when no pool applies (the system picks the
+    /// source address).
+    fn pool_for(&self, account: Option<&str>, sender: &str, lane: &str) -> Option<usize> {
         let sender_domain = sender
             .rsplit_once('@')
             .map(|(_, d)| d.to_lowercase())
@@ -58,12 +61,22 @@ impl Pools {
                     !sender_domain.is_empty() && p.sender_domains.contains(&sender_domain)
                 })
             })
+            .or_else(|| {
+                self.pools
+                    .iter()
+                    .position(|p| p.lanes.iter().any(|l| l == lane))
+            })
             .or_else(|| self.pools.iter().position(|p| p.default))
     }
 
     /// The next source address for a message, with the pool's name.
-    pub fn choose(&self, account: Option<&str>, sender: &str) -> Option<(String, Source)> {
-        let i = self.pool_for(account, sender)?;
+    pub fn choose(
+        &self,
+        account: Option<&str>,
+        sender: &str,
+        lane: &str,
+    ) -> Option<(String, Source)> {
+        let i = self.pool_for(account, sender, lane)?;
         let pool = &self.pools[i];
         if pool.addresses.is_empty() {
             return None;
@@ -103,6 +116,12 @@ mod tests {
                 ..Default::default()
             },
             Pool {
+                name: "bulk".into(),
+                addresses: vec![(src(5), 1)],
+                lanes: vec!["bulk".into()],
+                ..Default::default()
+            },
+            Pool {
                 name: "main".into(),
                 addresses: vec![(src(3), 1), (src(4), 2)],
                 sender_domains: vec!["x.test".into()],
@@ -113,25 +132,31 @@ mod tests {
     }
 
     #[test]
-    fn the_account_wins_over_the_sender_domain_and_the_default_catches_the_rest() {
+    fn account_then_sender_domain_then_lane_then_the_default() {
         let p = pools();
+        let t = "transactional";
         assert_eq!(
-            p.choose(Some("App@x.test"), "someone@x.test").unwrap().0,
+            p.choose(Some("App@x.test"), "someone@x.test", "bulk")
+                .unwrap()
+                .0,
             "app"
         );
-        assert_eq!(p.choose(None, "someone@x.test").unwrap().0, "main");
-        assert_eq!(p.choose(None, "other@y.test").unwrap().0, "main");
-        assert!(Pools::new(vec![]).choose(None, "a@b.test").is_none());
+        assert_eq!(p.choose(None, "someone@x.test", "bulk").unwrap().0, "main");
+        assert_eq!(p.choose(None, "other@y.test", "bulk").unwrap().0, "bulk");
+        assert_eq!(p.choose(None, "other@y.test", t).unwrap().0, "main");
+        assert!(Pools::new(vec![]).choose(None, "a@b.test", t).is_none());
     }
 
     #[test]
     fn weighted_round_robin_spreads_by_weight_and_interleaves() {
         let p = pools();
         let picks: Vec<u8> = (0..6)
-            .map(|_| match p.choose(None, "a@x.test").unwrap().1.ip {
-                IpAddr::V4(v4) => v4.octets()[3],
-                IpAddr::V6(_) => 0,
-            })
+            .map(
+                |_| match p.choose(None, "a@x.test", "transactional").unwrap().1.ip {
+                    IpAddr::V4(v4) => v4.octets()[3],
+                    IpAddr::V6(_) => 0,
+                },
+            )
             .collect();
         assert_eq!(picks.iter().filter(|&&x| x == 4).count(), 4);
         assert_eq!(picks.iter().filter(|&&x| x == 3).count(), 2);

@@ -363,8 +363,12 @@ fn ip_pools_choose_the_source_address_and_ehlo_name_of_each_message() {
            { address = \"127.0.0.2\", helo = \"mta2.example.test\" },\
            { address = \"127.0.0.3\", helo = \"mta3.example.test\" } ]\n\
          [[ip_pool]]\nname = \"dedicated\"\naccounts = [\"alice@example.test\"]\n\
-         addresses = [ { address = \"127.0.0.4\", helo = \"mta4.example.test\" } ]\n",
+         addresses = [ { address = \"127.0.0.4\", helo = \"mta4.example.test\" } ]\n\
+         [[ip_pool]]\nname = \"bulk\"\nlanes = [\"bulk\"]\n\
+         addresses = [ { address = \"127.0.0.5\", helo = \"mta5.example.test\" } ]\n\
+         [lanes]\nbulk_accounts = [\"news@example.test\"]\n",
     );
+    a.add_account("news@example.test", "news-pw");
     let mut c = a.connect(a.ports.mx);
     c.expect("EHLO app.example.test", "250");
     for i in 0..4 {
@@ -376,7 +380,14 @@ fn ip_pools_choose_the_source_address_and_ehlo_name_of_each_message() {
         assert_eq!(r.code, 250);
     }
     submit(&a, "bob@remote.test", "dedicated");
-    let ids = b.wait_for_mail("bob@remote.test", 5);
+    submit_as(
+        &a,
+        "news@example.test",
+        "news-pw",
+        "bob@remote.test",
+        "by lane",
+    );
+    let ids = b.wait_for_mail("bob@remote.test", 6);
     let mut seen: Vec<(String, String)> = Vec::new();
     for id in ids {
         let m = String::from_utf8(b.mailbox_show("bob@remote.test", id)).unwrap();
@@ -403,6 +414,12 @@ fn ip_pools_choose_the_source_address_and_ehlo_name_of_each_message() {
     let dedicated = seen.iter().find(|(s, _)| s.contains("dedicated")).unwrap();
     assert!(
         dedicated.1.contains("from mta4.example.test ([127.0.0.4])"),
+        "{seen:?}"
+    );
+    // news@ is in the bulk lane, and the bulk lane has a pool of its own.
+    let by_lane = seen.iter().find(|(s, _)| s.contains("by lane")).unwrap();
+    assert!(
+        by_lane.1.contains("from mta5.example.test ([127.0.0.5])"),
         "{seen:?}"
     );
 }
@@ -811,4 +828,151 @@ fn a_reused_connection_the_remote_server_closed_is_replaced_without_a_deferral()
     let log = a.log();
     assert!(!log.contains("deferred:"), "{log}");
     assert_eq!(conn_uses(&a), vec![1, 1], "{log}");
+}
+
+#[test]
+fn a_failed_bounce_is_copied_to_the_configured_postmaster_once_and_a_failed_copy_is_not_copied() {
+    let b = remote();
+    let dns = dns();
+    // The copy goes to a local postmaster mailbox.
+    let a = relay(
+        &dns,
+        b.ports.mx,
+        "failed_bounce_copy_to = \"postmaster@example.test\"\n[relay]\nnetworks = [\"127.0.0.0/8\"]\n",
+    );
+    let mut c = a.connect(a.ports.mx);
+    c.expect("EHLO app.example.test", "250");
+    let r = c.send_mail(
+        "",
+        &["nobody@remote.test"],
+        "Subject: I am a bounce\r\n\r\nx\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let ids = a.wait_for_mail("postmaster@example.test", 1);
+    let copy = String::from_utf8(a.mailbox_show("postmaster@example.test", ids[0])).unwrap();
+    for want in [
+        "To: <postmaster@example.test>",
+        "(postmaster copy)",
+        "Final-Recipient: rfc822; nobody@remote.test",
+        "Action: failed",
+        "Status: 5.1.1",
+    ] {
+        assert!(copy.contains(want), "missing {want:?}:\n{copy}");
+    }
+    drop(a);
+
+    // The copy itself cannot be delivered (unknown at the remote side): it is not copied again.
+    let a = relay(
+        &dns,
+        b.ports.mx,
+        "failed_bounce_copy_to = \"no-postmaster@remote.test\"\n[relay]\nnetworks = [\"127.0.0.0/8\"]\n",
+    );
+    let mut c = a.connect(a.ports.mx);
+    c.expect("EHLO app.example.test", "250");
+    let r = c.send_mail(
+        "",
+        &["nobody@remote.test"],
+        "Subject: I am a bounce\r\n\r\nx\r\n",
+    );
+    let id = r.text.rsplit(' ').next().unwrap().to_string();
+    wait_queue(&a, &id, "");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while a.admin_ok(&["queue", "list"]).trim() != "queue is empty" {
+        assert!(Instant::now() < deadline, "{}", a.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = a.log();
+    assert_eq!(log.matches("delivery report queued").count(), 1, "{log}");
+    assert_eq!(log.matches("a bounce is never bounced").count(), 2, "{log}");
+}
+
+#[test]
+fn a_domain_whose_mail_host_has_only_an_ipv6_address_gets_its_mail_over_ipv6() {
+    let port = std::net::TcpListener::bind("[::1]:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // The receiving server also listens on [::1].
+    let b = TestServer::start_named(
+        bin(),
+        "mx.remote.test",
+        &format!("[[listener]]\nname = \"mx6\"\naddress = \"[::1]:{port}\"\nrole = \"mx\"\n"),
+    )
+    .unwrap();
+    b.admin_ok(&["domain", "add", "remote.test"]);
+    b.add_account("bob@remote.test", "pw");
+    let dns = TestDns::start(Ipv4Addr::new(127, 0, 0, 53)).unwrap();
+    dns.add_mx("remote.test", 10, "mx6.remote.test");
+    dns.add_aaaa("mx6.remote.test", std::net::Ipv6Addr::LOCALHOST);
+    let a = relay(&dns, port, "");
+    submit(&a, "bob@remote.test", "over six");
+    let ids = b.wait_for_mail("bob@remote.test", 1);
+    let stored = String::from_utf8(b.mailbox_show("bob@remote.test", ids[0])).unwrap();
+    assert!(
+        stored.contains("Received: from relay.example.test ([IPv6:::1])"),
+        "{stored}"
+    );
+    assert!(
+        dns.queries()
+            .iter()
+            .any(|(n, t)| n == "mx6.remote.test" && t == "AAAA")
+    );
+}
+
+#[test]
+fn a_restart_with_a_full_queue_delivers_everything() {
+    let mut b = remote();
+    let dns = dns();
+    let mut a = relay(&dns, b.ports.mx, "[relay]\nnetworks = [\"127.0.0.0/8\"]\n");
+    // The remote server is down: everything accepted waits in the queue.
+    b.stop();
+    let mut c = a.connect(a.ports.mx);
+    c.expect("EHLO app.example.test", "250");
+    for i in 0..30 {
+        let r = c.send_mail(
+            "app@example.test",
+            &["bob@remote.test"],
+            &format!("Subject: queued {i}\r\n\r\nbody {i}\r\n"),
+        );
+        assert_eq!(r.code, 250, "{r:?}");
+    }
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !a.log().contains("deferred:") {
+        assert!(Instant::now() < deadline, "{}", a.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.stop();
+    let queued = a.admin_ok(&["queue", "list"]);
+    assert_eq!(queued.matches("app@example.test").count(), 30, "{queued}");
+    // Both come back; the relay resumes its queue and delivers every message once.
+    b.spawn().unwrap();
+    a.spawn().unwrap();
+    let ids = b.wait_for_mail("bob@remote.test", 30);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a.admin_ok(&["queue", "list"]).trim() != "queue is empty" {
+        assert!(Instant::now() < deadline, "{}", a.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let mut subjects: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            let m = String::from_utf8(b.mailbox_show("bob@remote.test", *id)).unwrap();
+            m.lines()
+                .find(|l| l.starts_with("Subject: "))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), 30, "{subjects:?}");
+    assert_eq!(
+        b.admin_ok(&["mailbox", "list", "bob@remote.test"])
+            .matches("queued ")
+            .count(),
+        30
+    );
 }

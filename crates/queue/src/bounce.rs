@@ -95,12 +95,15 @@ fn header_section(original: &[u8]) -> &[u8] {
 
 /// Builds the report of `kind` for `failed` (the reported) recipients of `msg`, whose stored
 /// content is `original`. For success reports a recipient's `last_error` holds the remote reply.
+/// `copy_to`: instead of to the sender, the report goes to this address (the postmaster copy of
+/// a failed message that had no sender to return it to, itself usually a bounce).
 pub(crate) fn build(
     hostname: &str,
     kind: Kind,
     msg: &QueuedMessage,
     failed: &[&QueuedRecipient],
     original: &[u8],
+    copy_to: Option<&str>,
 ) -> Vec<u8> {
     let now = SystemTime::now();
     let e = &msg.envelope;
@@ -116,8 +119,14 @@ pub(crate) fn build(
     out.push_str(&format!(
         "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n"
     ));
-    out.push_str(&format!("To: <{}>\r\n", field(&e.sender)));
+    out.push_str(&format!(
+        "To: <{}>\r\n",
+        field(copy_to.unwrap_or(&e.sender))
+    ));
     out.push_str(match kind {
+        Kind::Failed if copy_to.is_some() => {
+            "Subject: Undeliverable Mail Without a Return Address (postmaster copy)\r\n"
+        }
         Kind::Failed => "Subject: Undelivered Mail Returned to Sender\r\n",
         Kind::Delivered | Kind::Relayed => "Subject: Successful Mail Delivery Report\r\n",
         Kind::Delayed => "Subject: Delayed Mail (still being retried)\r\n",
@@ -139,6 +148,17 @@ pub(crate) fn build(
     out.push_str(&format!("--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"));
     out.push_str(&format!("This is the mail system at {hostname}.\r\n\r\n"));
     match kind {
+        Kind::Failed if copy_to.is_some() => {
+            out.push_str(
+                "A message with no return address (a null sender, usually itself a delivery\r\n",
+            );
+            out.push_str(
+                "report) could not be delivered to the recipients below. It cannot be returned,\r\n",
+            );
+            out.push_str(
+                "so this copy goes to the postmaster. The reason for each is given.\r\n\r\n",
+            );
+        }
         Kind::Failed => {
             out.push_str(
                 "Your message could not be delivered to the recipients below, and the mail\r\n",

@@ -22,6 +22,9 @@ use tokio::sync::{Notify, Semaphore, watch};
 /// Most messages taken per round.
 const BATCH: usize = 256;
 
+/// The origin (listener name) of the postmaster copy of a failed bounce.
+const POSTMASTER_COPY: &str = "postmaster-copy";
+
 #[derive(Debug, Clone)]
 pub struct DeliverySettings {
     pub poll_interval: Duration,
@@ -30,6 +33,8 @@ pub struct DeliverySettings {
     pub max_queue_time: Duration,
     /// Zero: no delay reports.
     pub delay_warning: Duration,
+    /// Where a failed message without a sender (a bounce) is reported; `None`: only logged.
+    pub failed_bounce_copy_to: Option<String>,
     /// Remote deliveries at once, across all destinations.
     pub max_deliveries: usize,
     /// Of those, how many the bulk lane may never use.
@@ -319,6 +324,7 @@ impl Scheduler {
                     queue_id: msg.id.clone(),
                     domain: domain.clone(),
                     envelope: msg.envelope.clone(),
+                    lane: msg.lane.clone(),
                     recipients: recipients.clone(),
                     message: body,
                 };
@@ -465,6 +471,16 @@ impl Scheduler {
                 .collect();
             if msg.envelope.sender.is_empty() {
                 tracing::warn!(queue_id = %msg.id, "a bounce could not be delivered; it is dropped (a bounce is never bounced)");
+                // A copy for the postmaster, if configured — but never of a copy.
+                if let Some(to) = &self.settings.failed_bounce_copy_to
+                    && msg.envelope.listener != POSTMASTER_COPY
+                    && let Err(e) = self
+                        .send_report_to(bounce::Kind::Failed, &msg, &recipients, None, to)
+                        .await
+                {
+                    tracing::error!(queue_id = %msg.id, error = %e, "queueing the postmaster copy failed; it will be retried");
+                    continue;
+                }
             } else if wanted.is_empty() {
                 tracing::info!(queue_id = %msg.id, "no failure report: NOTIFY did not ask for one");
             } else if let Err(e) = self
@@ -500,6 +516,22 @@ impl Scheduler {
         if msg.envelope.sender.is_empty() {
             return Ok(());
         }
+        self.send_report_to(kind, msg, failed, original, &msg.envelope.sender)
+            .await
+    }
+
+    /// Like `send_report`, to `to`: the sender, or the postmaster copy of a failed bounce
+    /// (which enters the queue from the listener named `POSTMASTER_COPY`, so that its own
+    /// failure is never copied again).
+    async fn send_report_to(
+        &self,
+        kind: bounce::Kind,
+        msg: &QueuedMessage,
+        failed: &[&store::QueuedRecipient],
+        original: Option<&[u8]>,
+        to: &str,
+    ) -> Result<(), String> {
+        let copy = msg.envelope.sender.is_empty();
         let original = match original {
             Some(o) => o.to_vec(),
             None => self
@@ -508,8 +540,15 @@ impl Scheduler {
                 .await
                 .map_err(|e| e.to_string())?,
         };
-        let report = bounce::build(&self.hostname, kind, msg, failed, &original);
-        let sender = msg.envelope.sender.to_lowercase();
+        let report = bounce::build(
+            &self.hostname,
+            kind,
+            msg,
+            failed,
+            &original,
+            copy.then_some(to),
+        );
+        let sender = to.to_lowercase();
         let destinations = match self
             .directory
             .resolve(&sender)
@@ -538,7 +577,7 @@ impl Scheduler {
             body_type: Some("8BITMIME".into()),
             smtputf8: msg.envelope.smtputf8,
             recipients: vec![AcceptedRecipient {
-                address: msg.envelope.sender.clone(),
+                address: to.to_string(),
                 dsn: store::RecipientDsn::default(),
                 destinations,
             }],
@@ -546,7 +585,7 @@ impl Scheduler {
                 client_ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
                 helo: self.hostname.to_string(),
                 esmtp: true,
-                listener: "bounce".into(),
+                listener: if copy { POSTMASTER_COPY } else { "bounce" }.into(),
                 tls: None,
                 auth: None,
                 submission: false,
@@ -559,7 +598,7 @@ impl Scheduler {
             .submit(submission)
             .await
             .map_err(|e| e.to_string())?;
-        tracing::info!(queue_id = %msg.id, report = %id, kind = ?kind, to = %msg.envelope.sender, recipients = failed.len(), "delivery report queued");
+        tracing::info!(queue_id = %msg.id, report = %id, kind = ?kind, to = %to, recipients = failed.len(), "delivery report queued");
         Ok(())
     }
 }

@@ -144,6 +144,8 @@ pub struct IpPool {
     pub accounts: Vec<String>,
     /// Sender domains (MAIL FROM) whose messages use this pool (lower-case).
     pub sender_domains: Vec<String>,
+    /// Lanes ("transactional", "bulk") whose messages use this pool.
+    pub lanes: Vec<String>,
     /// The pool for messages no other pool claims.
     pub default: bool,
 }
@@ -179,6 +181,8 @@ pub struct Delivery {
     pub max_queue_time: Duration,
     /// Zero: no delay reports.
     pub delay_warning: Duration,
+    /// Where a failed bounce is reported; `None`: only logged.
+    pub failed_bounce_copy_to: Option<String>,
     pub paused: bool,
     pub poll_interval: Duration,
     pub retry_initial: Duration,

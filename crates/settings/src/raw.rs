@@ -48,6 +48,8 @@ struct RawPool {
     #[serde(default)]
     sender_domains: Vec<String>,
     #[serde(default)]
+    lanes: Vec<String>,
+    #[serde(default)]
     default: bool,
 }
 
@@ -154,6 +156,7 @@ struct RawSmtp {
 struct RawDelivery {
     max_queue_time: String,
     delay_warning: String,
+    failed_bounce_copy_to: String,
     paused: bool,
     poll_interval: String,
     retry_initial: String,
@@ -368,6 +371,17 @@ impl RawConfig {
         let delivery = Delivery {
             max_queue_time: c.duration("delivery.max_queue_time", &d.max_queue_time),
             delay_warning: c.duration("delivery.delay_warning", &d.delay_warning),
+            failed_bounce_copy_to: match d.failed_bounce_copy_to.trim() {
+                "" => None,
+                a if smtp_codec::Address::parse(a).is_ok() => Some(a.to_string()),
+                a => {
+                    c.problems.push(Problem {
+                        key: "delivery.failed_bounce_copy_to".into(),
+                        message: format!("\"{a}\" is not a mail address; write e.g. \"postmaster@example.com\" or \"\""),
+                    });
+                    None
+                }
+            },
             paused: d.paused,
             poll_interval: c.duration("delivery.poll_interval", &d.poll_interval),
             retry_initial: c.duration("delivery.retry_initial", &d.retry_initial),
@@ -708,8 +722,21 @@ fn check_pools(raw: &[RawPool], problems: &mut Vec<Problem>) -> Vec<IpPool> {
                 });
             }
         }
+        let mut lanes = Vec::new();
+        for lane in &p.lanes {
+            match lane.trim() {
+                l @ ("transactional" | "bulk") => lanes.push(l.to_string()),
+                other => problems.push(Problem {
+                    key: key("lanes"),
+                    message: format!(
+                        "\"{other}\" is not a lane; use \"transactional\" or \"bulk\""
+                    ),
+                }),
+            }
+        }
         out.push(IpPool {
             name: p.name.clone(),
+            lanes,
             addresses,
             accounts: p.accounts.iter().map(|a| a.trim().to_lowercase()).collect(),
             sender_domains: p

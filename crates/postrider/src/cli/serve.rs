@@ -163,6 +163,7 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
                         .collect(),
                     accounts: p.accounts.clone(),
                     sender_domains: p.sender_domains.clone(),
+                    lanes: p.lanes.clone(),
                     default: p.default,
                 })
                 .collect(),
@@ -177,6 +178,7 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
             retry_max: config.delivery.retry_max,
             max_queue_time: config.delivery.max_queue_time,
             delay_warning: config.delivery.delay_warning,
+            failed_bounce_copy_to: config.delivery.failed_bounce_copy_to.clone(),
             max_deliveries: config.lanes.max_deliveries,
             reserved_transactional: config.lanes.reserved_transactional,
         },
