@@ -30,6 +30,10 @@ struct Destination {
     slots: Arc<Semaphore>,
     limit: usize,
     idle: Vec<Idle>,
+    /// Set when no host of the next hop could be reached: until then, deliveries are deferred
+    /// with this problem without trying (like Postfix's dead destinations), so a backlog for a
+    /// dead destination is rescheduled at once instead of waiting out a timeout per message.
+    unreachable: Option<(tokio::time::Instant, String)>,
 }
 
 #[derive(Default)]
@@ -66,6 +70,7 @@ impl Destinations {
                     slots: Arc::new(Semaphore::new(limit.max(1))),
                     limit: limit.max(1),
                     idle: Vec::new(),
+                    unreachable: None,
                 })
                 .slots
                 .clone()
@@ -88,6 +93,32 @@ impl Destinations {
         // The most recently parked first: it is the least likely to have been closed.
         let pos = dest.idle.iter().rposition(|i| i.session.source == source)?;
         Some(dest.idle.remove(pos).session)
+    }
+
+    /// The problem the slot's next hop was marked unreachable with, while the mark lasts.
+    pub(crate) fn unreachable(&self, slot: &Slot) -> Option<String> {
+        let mut inner = self.lock();
+        let dest = inner.destinations.get_mut(&slot.nexthop)?;
+        match &dest.unreachable {
+            Some((until, problem)) if tokio::time::Instant::now() < *until => Some(problem.clone()),
+            Some(_) => {
+                dest.unreachable = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Marks the slot's next hop unreachable for `hold` (zero: not at all), or clears the mark
+    /// (`None`) after a connection worked.
+    pub(crate) fn set_unreachable(&self, slot: &Slot, problem: Option<String>, hold: Duration) {
+        let mut inner = self.lock();
+        if let Some(dest) = inner.destinations.get_mut(&slot.nexthop) {
+            dest.unreachable = match problem {
+                Some(p) if !hold.is_zero() => Some((tokio::time::Instant::now() + hold, p)),
+                _ => None,
+            };
+        }
     }
 
     /// Before opening a new connection under `slot`: closes idle connections (in the

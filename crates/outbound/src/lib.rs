@@ -42,6 +42,9 @@ pub struct OutboundSettings {
     /// How long a connection stays open, idle, for the next message to the same next hop.
     /// Zero: one connection per delivery.
     pub idle_time: Duration,
+    /// After no host of a destination could be reached, how long its other mail is deferred
+    /// without trying (the scheduler's first retry delay). Zero: always try.
+    pub unreachable_hold: Duration,
     /// Routes by recipient domain ("*" for every other domain).
     pub routes: Vec<Route>,
 }
@@ -200,6 +203,12 @@ impl Outbound {
                 }
             }
         }
+        if let Some(problem) = self.destinations.unreachable(slot) {
+            tracing::debug!(queue_id = %job.queue_id, domain = %job.domain, "destination recently unreachable; deferred without trying");
+            return all(RemoteOutcome::Deferred(format!(
+                "{problem} (recently unreachable; not tried again yet)"
+            )));
+        }
         let (hosts, port) = match &route.smarthost {
             Some((host, port)) => (vec![host.clone()], *port),
             None => match self.dns.mx(&job.domain).await {
@@ -215,7 +224,15 @@ impl Outbound {
                         "5.1.2 domain {d} does not exist (DNS NXDOMAIN)"
                     )));
                 }
-                Err(e) => return all(RemoteOutcome::Deferred(format!("4.4.3 {e}"))),
+                Err(e) => {
+                    let problem = format!("4.4.3 {e}");
+                    self.destinations.set_unreachable(
+                        slot,
+                        Some(problem.clone()),
+                        self.settings.unreachable_hold,
+                    );
+                    return all(RemoteOutcome::Deferred(problem));
+                }
             },
         };
         self.destinations.make_room(slot);
@@ -247,7 +264,11 @@ impl Outbound {
                 )
                 .await
                 {
-                    Ok(session) => session,
+                    Ok(session) => {
+                        self.destinations
+                            .set_unreachable(slot, None, Duration::ZERO);
+                        session
+                    }
                     Err(problem) => {
                         tracing::info!(queue_id = %job.queue_id, host, %addr, problem = %problem, "mail host unusable; trying the next");
                         last_problem = problem;
@@ -265,6 +286,11 @@ impl Outbound {
                 }
             }
         }
+        self.destinations.set_unreachable(
+            slot,
+            Some(last_problem.clone()),
+            self.settings.unreachable_hold,
+        );
         all(RemoteOutcome::Deferred(last_problem))
     }
 

@@ -976,3 +976,72 @@ fn a_restart_with_a_full_queue_delivers_everything() {
         30
     );
 }
+
+#[test]
+fn a_dead_destination_backlog_is_deferred_at_once_and_other_mail_goes_through() {
+    // A mail host that accepts connections and never says a word.
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hole = blackhole.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in blackhole.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let b = remote();
+    let dns = dns();
+    // One connection at a time per destination, 3 s to wait for a greeting, and (from
+    // `relay`) 1 s before the first retry, which is also how long a dead destination is
+    // skipped.
+    let a = relay_outbound(
+        &dns,
+        b.ports.mx,
+        "command_timeout = \"3s\"\nmax_connections_per_domain = 1\n",
+        &format!(
+            "[relay]\nnetworks = [\"127.0.0.0/8\"]\n\
+             [[transport]]\ndomain = \"dead.test\"\nsmarthost = \"127.0.0.1:{hole}\"\n"
+        ),
+    );
+    let mut c = a.connect(a.ports.mx);
+    c.expect("EHLO app.example.test", "250");
+    for i in 0..12 {
+        let r = c.send_mail(
+            "app@example.test",
+            &[&format!("user{i}@dead.test")],
+            &format!("Subject: to the dead {i}\r\n\r\nx\r\n"),
+        );
+        assert_eq!(r.code, 250, "{r:?}");
+    }
+    let started = Instant::now();
+    let r = c.send_mail(
+        "app@example.test",
+        &["bob@remote.test"],
+        "Subject: alive\r\n\r\nx\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    b.wait_for_mail("bob@remote.test", 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "mail for a live domain waited behind a dead one: {:?}",
+        started.elapsed()
+    );
+    // One attempt waits out the 3 s timeout; the other messages due meanwhile are deferred
+    // without a connection each (without that, 12 × 3 s = 36 s one after the other).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = a.log();
+        let deferred = log
+            .lines()
+            .filter(|l| l.contains("deferred:") && l.contains("dead.test"))
+            .count();
+        if deferred >= 12 {
+            assert!(log.contains("recently unreachable"), "{log}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {deferred} of 12 deferred:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

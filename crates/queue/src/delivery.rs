@@ -22,6 +22,11 @@ use tokio::sync::{Notify, Semaphore, watch};
 /// Most messages taken per round.
 const BATCH: usize = 256;
 
+/// Most messages with remote jobs under way at once (like Postfix's
+/// `qmgr_message_active_limit`). Each waits in memory for a slot at its destination; past this
+/// many, rounds start no new work until some finish.
+const MAX_IN_FLIGHT: usize = 20_000;
+
 /// The origin (listener name) of the postmaster copy of a failed bounce.
 const POSTMASTER_COPY: &str = "postmaster-copy";
 
@@ -151,15 +156,26 @@ impl Scheduler {
     /// One round: local deliveries and expiries recorded at once, remote jobs started.
     /// Returns how many messages it started work on.
     pub async fn round(&self) -> Result<usize, store::StoreError> {
-        {
+        let busy: Vec<String> = {
             let mut finished = self.finished.lock().unwrap_or_else(|e| e.into_inner());
             let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
             for id in finished.drain(..) {
                 in_flight.remove(&id);
             }
+            in_flight.iter().cloned().collect()
+        };
+        if busy.len() >= MAX_IN_FLIGHT {
+            tracing::debug!(
+                in_flight = busy.len(),
+                "at the limit of messages in delivery; waiting for some to finish"
+            );
+            return Ok(0);
         }
         let now = now_ms();
-        let due = self.store.due_messages(now, BATCH).await?;
+        // Messages already in delivery are left out by the store, so a destination that is slow
+        // to answer, with many messages waiting for its slots, does not fill every round's
+        // window and hold up mail for other destinations.
+        let due = self.store.due_messages(now, BATCH, &busy).await?;
         let mut reports = Vec::new();
         let mut jobs = Vec::new();
         let mut success: Vec<(QueuedMessage, Vec<u32>)> = Vec::new();

@@ -103,8 +103,14 @@ pub trait Store: Send + Sync + 'static {
     /// committed and fsync'd. A file body is moved into the store (the caller's file is gone).
     async fn enqueue(&self, message: NewMessage) -> Result<()>;
     /// Messages with at least one recipient due for an attempt at `now_ms` (neither
-    /// quarantined nor held), oldest first, at most `limit`.
-    async fn due_messages(&self, now_ms: i64, limit: usize) -> Result<Vec<QueuedMessage>>;
+    /// quarantined nor held, nor among `exclude`: those the caller is working on already),
+    /// transactional before bulk, oldest first, at most `limit`.
+    async fn due_messages(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        exclude: &[String],
+    ) -> Result<Vec<QueuedMessage>>;
     /// Applies delivery outcomes, each atomically: a `Delivered` report stores the mailbox
     /// message and marks the recipient in one step. A queue entry whose recipients are all
     /// delivered is removed; one with a failed recipient stays until its bounce is sent. Reports for entries that no longer exist (deleted by an admin) are

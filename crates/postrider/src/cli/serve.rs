@@ -129,6 +129,7 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
             max_connections: config.outbound.max_connections_per_domain,
             max_messages_per_connection: config.outbound.max_messages_per_connection,
             idle_time: config.outbound.connection_idle_time,
+            unreachable_hold: config.delivery.retry_initial,
             routes: config
                 .transports
                 .iter()

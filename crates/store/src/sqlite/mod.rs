@@ -228,8 +228,13 @@ impl Store for SqliteStore {
         result
     }
 
-    async fn due_messages(&self, now_ms: i64, limit: usize) -> Result<Vec<QueuedMessage>> {
-        read::due(&self.pool, now_ms, limit).await
+    async fn due_messages(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        exclude: &[String],
+    ) -> Result<Vec<QueuedMessage>> {
+        read::due(&self.pool, now_ms, limit, exclude).await
     }
 
     async fn record_deliveries(&self, reports: Vec<DeliveryReport>) -> Result<()> {

@@ -153,20 +153,39 @@ pub(super) async fn due(
     pool: &SqlitePool,
     now_ms: i64,
     limit: usize,
+    exclude: &[String],
 ) -> Result<Vec<QueuedMessage>> {
+    // The ids to skip go in as one JSON array (queue ids are base32: nothing to escape), so a
+    // long list is one bound parameter; SQLite builds a temporary index for the NOT IN.
+    let skip = if exclude.is_empty() {
+        String::new()
+    } else {
+        "AND r2.queue_id NOT IN (SELECT value FROM json_each(?)) ".to_string()
+    };
     let sql = format!(
         "{QUEUE_SELECT} WHERE q.id IN (SELECT DISTINCT r2.queue_id FROM queue_recipients r2 \
          JOIN queue q2 ON q2.id = r2.queue_id \
          WHERE r2.state IN ('queued', 'deferred') AND r2.next_attempt <= ? AND q2.quarantined IS NULL \
-         AND q2.held_at IS NULL \
+         AND q2.held_at IS NULL {skip}\
          ORDER BY q2.lane = 'bulk', r2.queue_id LIMIT ?) ORDER BY q.lane = 'bulk', q.id, r.idx"
     );
     // Transactional mail first (the bulk lane sorts last), oldest first within a lane.
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(now_ms)
-        .bind(limit as i64)
-        .fetch_all(pool)
-        .await?;
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now_ms);
+    if !exclude.is_empty() {
+        let mut json = String::with_capacity(exclude.len() * 16 + 2);
+        json.push('[');
+        for (i, id) in exclude.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push('"');
+            json.extend(id.chars().filter(|c| c.is_ascii_alphanumeric()));
+            json.push('"');
+        }
+        json.push(']');
+        query = query.bind(json);
+    }
+    let rows = query.bind(limit as i64).fetch_all(pool).await?;
     Ok(group(rows)?
         .into_iter()
         .filter(|m| m.quarantined.is_none())

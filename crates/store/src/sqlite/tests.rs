@@ -49,7 +49,7 @@ async fn enqueued_message_is_due_and_delivery_stores_it_once_with_prefixes() {
         ))
         .await
         .unwrap();
-    let due = store.due_messages(i64::MAX, 10).await.unwrap();
+    let due = store.due_messages(i64::MAX, 10, &[]).await.unwrap();
     assert_eq!(due.len(), 1);
     let m = &due[0];
     assert_eq!(m.recipients.len(), 2);
@@ -92,6 +92,42 @@ async fn enqueued_message_is_due_and_delivery_stores_it_once_with_prefixes() {
 }
 
 #[tokio::test]
+async fn due_messages_skips_the_ones_the_caller_is_working_on_and_reads_past_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    for _ in 0..5 {
+        store
+            .enqueue(message(NewBody::Memory(b"x\r\n".to_vec()), &["u@x.test"]))
+            .await
+            .unwrap();
+    }
+    let all: Vec<String> = store
+        .due_messages(i64::MAX, 10, &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(all.len(), 5);
+    // With the two oldest excluded, a window of two gives the next two.
+    let next: Vec<String> = store
+        .due_messages(i64::MAX, 2, &all[..2])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(next, all[2..4].to_vec());
+    assert!(
+        store
+            .due_messages(i64::MAX, 10, &all)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn a_deferred_recipient_stays_queued_until_its_next_attempt() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path()).await.unwrap();
@@ -99,7 +135,11 @@ async fn a_deferred_recipient_stays_queued_until_its_next_attempt() {
         .enqueue(message(NewBody::Memory(b"x\r\n".to_vec()), &["u@x.test"]))
         .await
         .unwrap();
-    let m = store.due_messages(i64::MAX, 10).await.unwrap().remove(0);
+    let m = store
+        .due_messages(i64::MAX, 10, &[])
+        .await
+        .unwrap()
+        .remove(0);
     let report = DeliveryReport {
         queue_id: m.id.clone(),
         idx: 0,
@@ -110,8 +150,8 @@ async fn a_deferred_recipient_stays_queued_until_its_next_attempt() {
         },
     };
     store.record_deliveries(vec![report]).await.unwrap();
-    assert!(store.due_messages(4_999, 10).await.unwrap().is_empty());
-    let again = store.due_messages(5_000, 10).await.unwrap();
+    assert!(store.due_messages(4_999, 10, &[]).await.unwrap().is_empty());
+    let again = store.due_messages(5_000, 10, &[]).await.unwrap();
     assert_eq!(again[0].recipients[0].state, RecipientState::Deferred);
     assert_eq!(again[0].recipients[0].attempts, 1);
     assert_eq!(again[0].recipients[0].last_error.as_deref(), Some("busy"));
@@ -188,7 +228,7 @@ async fn recovery_quarantines_an_unreadable_entry_and_keeps_the_rest() {
     assert_eq!(report.quarantined[0].0, bad_id);
     assert_eq!(report.orphan_files_removed, 2);
     let due: Vec<String> = store
-        .due_messages(i64::MAX, 10)
+        .due_messages(i64::MAX, 10, &[])
         .await
         .unwrap()
         .into_iter()
@@ -313,7 +353,11 @@ async fn a_report_for_a_deleted_entry_or_a_final_recipient_changes_nothing() {
         .enqueue(message(NewBody::Memory(b"x\r\n".to_vec()), &["u@x.test"]))
         .await
         .unwrap();
-    let m = store.due_messages(i64::MAX, 10).await.unwrap().remove(0);
+    let m = store
+        .due_messages(i64::MAX, 10, &[])
+        .await
+        .unwrap()
+        .remove(0);
     store
         .record_deliveries(vec![delivered(&m, 0, "u@x.test")])
         .await
@@ -328,7 +372,11 @@ async fn a_report_for_a_deleted_entry_or_a_final_recipient_changes_nothing() {
         .enqueue(message(NewBody::Memory(b"y\r\n".to_vec()), &["u@x.test"]))
         .await
         .unwrap();
-    let m2 = store.due_messages(i64::MAX, 10).await.unwrap().remove(0);
+    let m2 = store
+        .due_messages(i64::MAX, 10, &[])
+        .await
+        .unwrap()
+        .remove(0);
     assert!(store.queue_delete(&m2.id).await.unwrap());
     store
         .record_deliveries(vec![delivered(&m2, 0, "u@x.test")])
@@ -382,7 +430,13 @@ async fn a_held_entry_is_neither_due_nor_bounced_until_released() {
     assert!(store.queue_hold(&id).await.unwrap());
     let held = store.queue_get(&id).await.unwrap().unwrap();
     let since = held.held_at.expect("held");
-    assert!(store.due_messages(i64::MAX, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .due_messages(i64::MAX, 10, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Holding again keeps the first time.
     assert!(store.queue_hold(&id).await.unwrap());
     assert_eq!(
@@ -408,7 +462,10 @@ async fn a_held_entry_is_neither_due_nor_bounced_until_released() {
         "releasing twice is fine"
     );
     assert!(!store.queue_get(&id).await.unwrap().unwrap().held());
-    assert_eq!(store.due_messages(i64::MAX, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.due_messages(i64::MAX, 10, &[]).await.unwrap().len(),
+        1
+    );
     assert_eq!(store.failed_messages(10).await.unwrap().len(), 1);
 }
 
@@ -425,9 +482,9 @@ async fn retry_makes_pending_recipients_due_now_and_keeps_a_hold() {
         .await
         .unwrap();
     let now = ops::now_ms();
-    assert!(store.due_messages(now, 10).await.unwrap().is_empty());
+    assert!(store.due_messages(now, 10, &[]).await.unwrap().is_empty());
     assert!(store.queue_retry(&id).await.unwrap());
-    let due = store.due_messages(ops::now_ms(), 10).await.unwrap();
+    let due = store.due_messages(ops::now_ms(), 10, &[]).await.unwrap();
     assert_eq!(due.len(), 1);
     let r = &due[0].recipients[0];
     assert!(r.next_attempt >= now && r.next_attempt < far, "{r:?}");
@@ -440,7 +497,13 @@ async fn retry_makes_pending_recipients_due_now_and_keeps_a_hold() {
     store.queue_hold(&id).await.unwrap();
     assert!(store.queue_retry(&id).await.unwrap());
     assert!(store.queue_get(&id).await.unwrap().unwrap().held());
-    assert!(store.due_messages(i64::MAX, 10).await.unwrap().is_empty());
+    assert!(
+        store
+            .due_messages(i64::MAX, 10, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -588,5 +651,8 @@ async fn a_version_1_database_is_migrated_with_its_queue_entries_kept_and_not_he
     let store = SqliteStore::open(dir.path()).await.unwrap();
     let m = store.queue_get("OLD").await.unwrap().unwrap();
     assert_eq!((m.held_at, m.lane.as_str()), (None, "transactional"));
-    assert_eq!(store.due_messages(i64::MAX, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.due_messages(i64::MAX, 10, &[]).await.unwrap().len(),
+        1
+    );
 }
