@@ -101,6 +101,22 @@ impl Conn {
         }
     }
 
+    /// Writes a message body in blocks, each within the timeout (RFC 5321 §4.5.3.2.5: the
+    /// data-block timeout applies to each send, so a large message on a slow link is not cut
+    /// off while it is still moving).
+    async fn send_body(&mut self, bytes: &[u8]) -> Result<(), String> {
+        for block in bytes.chunks(64 * 1024) {
+            tokio::time::timeout(self.timeout, self.stream.write_all(block))
+                .await
+                .map_err(|_| "timeout while sending the message".to_string())?
+                .map_err(|e| format!("connection lost while sending the message: {e}"))?;
+        }
+        tokio::time::timeout(self.timeout, self.stream.flush())
+            .await
+            .map_err(|_| "timeout while sending the message".to_string())?
+            .map_err(|e| format!("connection lost while sending the message: {e}"))
+    }
+
     /// Whether the server closed the connection or sent something unasked (typically a 421
     /// before closing an idle client), seen without waiting. Used before reusing a connection.
     async fn closed_while_idle(&mut self) -> bool {
@@ -560,7 +576,7 @@ pub(crate) async fn send_message(
     let mut stuffer = DotStuffer::new();
     stuffer.encode(&job.message, &mut stuffed);
     stuffer.finish(&mut stuffed);
-    if let Err(why) = conn.send(&stuffed).await {
+    if let Err(why) = conn.send_body(&stuffed).await {
         return tx([outcomes, lost(why, &accepted)].concat(), After::Close);
     }
     let after = match conn.reply_within(s.data_end_timeout).await {
