@@ -11,6 +11,18 @@
 //! JSON object. Exit status: 0 all messages accepted, 1 some were refused (figures
 //! are still printed), 2 the run was aborted (bad arguments, connection refused,
 //! server closed the connection or stopped answering for `--timeout` seconds).
+//!
+//! Relay mode (`--sink IP:PORT`): smtp-bench also runs a minimal SMTP sink on that address
+//! (`sink.rs`, a thread of its own) and `--server` is a relay that forwards to it. Every message
+//! carries `X-Bench-Token: RUN/SEQ`; the sink notes when each one's final dot arrived. After
+//! sending, smtp-bench waits until every accepted message has arrived (giving up when none has
+//! for `--arrival-timeout` seconds) and adds: arrived/missing/duplicates, end-to-end messages/s
+//! (accepted messages / time from the first measured MAIL to the last arrival at the sink) and
+//! the relay latency per message (from the relay's 250 to the arrival at the sink) p50/p99.
+//! With `--await-delivery` each session waits for its message to arrive at the sink before
+//! sending the next one (with `--sessions 1`: the latency of one transactional message). Warm-up
+//! messages must have arrived before the measured phase starts. Exit status 1 also when an
+//! accepted message never arrived.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -18,6 +30,8 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+mod sink;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
@@ -78,6 +92,18 @@ struct Args {
     /// server under test gets the rest of the machine.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Relay mode: run an SMTP sink on IP:PORT (loopback only) for the relay under test
+    /// (`--server`) to deliver to, and measure when each message arrives there.
+    #[arg(long, value_name = "IP:PORT")]
+    sink: Option<String>,
+    /// Relay mode: after each accepted message, wait until it has arrived at the sink before the
+    /// session sends the next one.
+    #[arg(long, requires = "sink")]
+    await_delivery: bool,
+    /// Relay mode: give up waiting for messages at the sink after this many seconds without
+    /// any arrival.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    arrival_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -106,7 +132,16 @@ fn main() -> ExitCode {
             } else {
                 print!("{}", report.to_text());
             }
-            if report.errors > 0 {
+            if let Some(relay) = &report.relay
+                && relay.missing > 0
+            {
+                eprintln!(
+                    "smtp-bench: error: {} of {} accepted messages never arrived at the sink \
+                     (none arrived for {} s); first missing: {:?}",
+                    relay.missing, report.accepted, args.arrival_timeout, relay.first_missing
+                );
+            }
+            if report.errors > 0 || report.relay.as_ref().is_some_and(|r| r.missing > 0) {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS
@@ -121,15 +156,19 @@ fn main() -> ExitCode {
 
 /// Resolves `--server` and refuses anything that is not loopback.
 fn resolve_server(server: &str) -> Result<SocketAddr> {
+    resolve_loopback("--server", server)
+}
+
+fn resolve_loopback(option: &str, server: &str) -> Result<SocketAddr> {
     let addrs: Vec<SocketAddr> = match server.parse::<SocketAddr>() {
         Ok(a) => vec![a],
         Err(_) => server
             .to_socket_addrs()
-            .with_context(|| format!("--server {server:?} is not IP:PORT"))?
+            .with_context(|| format!("{option} {server:?} is not IP:PORT"))?
             .collect(),
     };
     let Some(first) = addrs.first().copied() else {
-        bail!("--server {server:?} resolved to no address");
+        bail!("{option} {server:?} resolved to no address");
     };
     if let Some(bad) = addrs.iter().find(|a| !is_allowed_ip(a.ip())) {
         bail!(
@@ -163,6 +202,12 @@ struct Shared {
     /// All sessions connected and warmed up before the measured phase starts.
     barrier: Barrier,
     errors_seen: Mutex<HashSet<String>>,
+    /// Relay mode: what arrived at the sink.
+    arrivals: Option<Arc<sink::Arrivals>>,
+    await_delivery: bool,
+    arrival_timeout: Duration,
+    /// Warm-up messages the relay accepted (relay mode waits for them at the sink).
+    warmup_accepted: AtomicU64,
 }
 
 impl Shared {
@@ -186,6 +231,42 @@ struct SessionStats {
     latencies_ns: Vec<u64>,
     first_mail: Option<Instant>,
     last_accept: Option<Instant>,
+    /// Relay mode: (message number, instant of the relay's 250) per accepted measured message.
+    acks: Vec<(u64, Instant)>,
+}
+
+/// Relay-mode figures.
+struct RelayReport {
+    sink: SocketAddr,
+    await_delivery: bool,
+    arrived: u64,
+    missing: u64,
+    first_missing: Vec<u64>,
+    duplicates: u64,
+    foreign: u64,
+    untagged: u64,
+    sink_connections: u64,
+    /// First measured MAIL to the last arrival of a measured message at the sink.
+    e2e_wall: Duration,
+    /// Sorted: relay's 250 to the arrival at the sink, per arrived message.
+    relay_latencies_ns: Vec<u64>,
+    /// How many arrived (by the sink's clock) before the load generator read the relay's 250;
+    /// counted as 0 in the latencies.
+    arrived_before_ack: u64,
+    /// CPU time smtp-bench itself (load generator and sink) used during the run, where the
+    /// system tells it (Linux).
+    bench_cpu: Option<Duration>,
+}
+
+impl RelayReport {
+    fn e2e_throughput(&self, accepted: u64) -> f64 {
+        let secs = self.e2e_wall.as_secs_f64();
+        if secs > 0.0 && self.missing == 0 {
+            accepted as f64 / secs
+        } else {
+            0.0
+        }
+    }
 }
 
 struct Report {
@@ -199,6 +280,7 @@ struct Report {
     wall: Duration,
     /// Sorted latencies of the accepted measured messages.
     latencies_ns: Vec<u64>,
+    relay: Option<RelayReport>,
 }
 
 impl Report {
@@ -217,16 +299,12 @@ impl Report {
     }
 
     fn mean_ms(&self) -> Option<f64> {
-        if self.latencies_ns.is_empty() {
-            return None;
-        }
-        let sum: u128 = self.latencies_ns.iter().map(|&n| n as u128).sum();
-        Some(sum as f64 / self.latencies_ns.len() as f64 / 1e6)
+        mean_ns(&self.latencies_ns).map(|n| n / 1e6)
     }
 
     fn to_json(&self) -> serde_json::Value {
         let ms = |v: Option<f64>| v.map(|x| (x * 1000.0).round() / 1000.0);
-        serde_json::json!({
+        let mut j = serde_json::json!({
             "server": self.server.to_string(),
             "sessions": self.sessions,
             "messages": self.messages,
@@ -243,12 +321,38 @@ impl Report {
                 "max": ms(self.percentile_ms(100.0)),
                 "mean": ms(self.mean_ms()),
             },
-        })
+        });
+        if let Some(r) = &self.relay {
+            let lat = &r.relay_latencies_ns;
+            let pct = |p: f64| ms(percentile(lat, p).map(|ns| ns as f64 / 1e6));
+            j["relay"] = serde_json::json!({
+                "sink": r.sink.to_string(),
+                "await_delivery": r.await_delivery,
+                "arrived": r.arrived,
+                "missing": r.missing,
+                "duplicates": r.duplicates,
+                "foreign": r.foreign,
+                "untagged": r.untagged,
+                "sink_connections": r.sink_connections,
+                "e2e_wall_s": (r.e2e_wall.as_secs_f64() * 1e6).round() / 1e6,
+                "e2e_messages_per_s": (r.e2e_throughput(self.accepted) * 10.0).round() / 10.0,
+                "arrived_before_ack": r.arrived_before_ack,
+                "bench_cpu_s": r.bench_cpu.map(|d| (d.as_secs_f64() * 1e3).round() / 1e3),
+                "relay_latency_ms": {
+                    "p50": pct(50.0),
+                    "p90": pct(90.0),
+                    "p99": pct(99.0),
+                    "max": pct(100.0),
+                    "mean": ms(mean_ns(lat).map(|n| n / 1e6)),
+                },
+            });
+        }
+        j
     }
 
     fn to_text(&self) -> String {
         let ms = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.3}"));
-        format!(
+        let mut text = format!(
             "smtp-bench: {} sessions to {}, {} messages of {} bytes (warmup {})\n\
              accepted:   {} ({} errors)\n\
              wall time:  {:.3} s\n\
@@ -268,8 +372,49 @@ impl Report {
             ms(self.percentile_ms(99.0)),
             ms(self.percentile_ms(100.0)),
             ms(self.mean_ms()),
-        )
+        );
+        if let Some(r) = &self.relay {
+            let lat = &r.relay_latencies_ns;
+            let pct = |p: f64| ms(percentile(lat, p).map(|ns| ns as f64 / 1e6));
+            text += &format!(
+                "relay to sink {}{}:\n\
+                 arrived:    {} ({} missing, {} duplicates, {} foreign, {} untagged; {} sink connections)\n\
+                 end to end: {:.3} s, {:.1} messages/s\n\
+                 250 -> sink ms: p50 {}  p90 {}  p99 {}  max {}  (mean {})\n\
+                 smtp-bench CPU: {} s (load generator and sink)\n",
+                r.sink,
+                if r.await_delivery {
+                    ", each message awaited"
+                } else {
+                    ""
+                },
+                r.arrived,
+                r.missing,
+                r.duplicates,
+                r.foreign,
+                r.untagged,
+                r.sink_connections,
+                r.e2e_wall.as_secs_f64(),
+                r.e2e_throughput(self.accepted),
+                pct(50.0),
+                pct(90.0),
+                pct(99.0),
+                pct(100.0),
+                ms(mean_ns(lat).map(|n| n / 1e6)),
+                r.bench_cpu
+                    .map_or_else(|| "n/a".to_string(), |d| format!("{:.3}", d.as_secs_f64())),
+            );
+        }
+        text
     }
+}
+
+fn mean_ns(v: &[u64]) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    let sum: u128 = v.iter().map(|&n| n as u128).sum();
+    Some(sum as f64 / v.len() as f64)
 }
 
 fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
@@ -299,10 +444,28 @@ async fn run(args: Args) -> Result<Report> {
             bail!("{name} must be a bare address like user@bench.test, got {v:?}");
         }
     }
+    if args.arrival_timeout == 0 {
+        bail!("--arrival-timeout must be at least 1 second");
+    }
     let unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
+    let run_id = format!("{}.{}", std::process::id(), unix);
+    // Relay mode: the sink listens before the first message is sent, and stops (closing its
+    // sessions) when this function returns.
+    let (arrivals, sink) = match &args.sink {
+        Some(s) => {
+            let sink_addr = resolve_loopback("--sink", s)?;
+            if sink_addr == addr {
+                bail!("--sink and --server must differ");
+            }
+            let arrivals = Arc::new(sink::Arrivals::new(&run_id, args.messages, args.warmup));
+            let sink = sink::Sink::start(sink_addr, Arc::clone(&arrivals))?;
+            (Some(arrivals), Some(sink))
+        }
+        None => (None, None),
+    };
     let shared = Arc::new(Shared {
         addr,
         from: args.from.clone(),
@@ -310,15 +473,20 @@ async fn run(args: Args) -> Result<Report> {
         size: args.size,
         per_session: args.per_session,
         io_timeout: Duration::from_secs(args.timeout),
-        run_id: format!("{}.{}", std::process::id(), unix),
+        run_id,
         warmup_total: args.warmup,
         warmup_next: AtomicU64::new(0),
         total: args.messages,
         next: AtomicU64::new(0),
         barrier: Barrier::new(args.sessions as usize),
         errors_seen: Mutex::new(HashSet::new()),
+        arrivals,
+        await_delivery: args.await_delivery,
+        arrival_timeout: Duration::from_secs(args.arrival_timeout),
+        warmup_accepted: AtomicU64::new(0),
     });
 
+    let cpu_start = process_cpu_ns();
     let mut set = JoinSet::new();
     for id in 0..args.sessions {
         let sh = Arc::clone(&shared);
@@ -347,11 +515,28 @@ async fn run(args: Args) -> Result<Report> {
         all.latencies_ns.extend(stats.latencies_ns);
         all.first_mail = min_opt(all.first_mail, stats.first_mail);
         all.last_accept = max_opt(all.last_accept, stats.last_accept);
+        all.acks.extend(stats.acks);
     }
     all.latencies_ns.sort_unstable();
     let wall = match (all.first_mail, all.last_accept) {
         (Some(a), Some(b)) => b.saturating_duration_since(a),
         _ => Duration::ZERO,
+    };
+    let relay = match (&shared.arrivals, sink) {
+        (Some(arrivals), Some(sink)) => {
+            let accepted = all.accepted;
+            arrivals
+                .wait_until(shared.arrival_timeout, |st| st.measured_arrived >= accepted)
+                .await;
+            let mut report = relay_report(arrivals, sink.addr, &all, args.await_delivery);
+            // Measured before the sink thread ends, so its CPU time counts.
+            report.bench_cpu = cpu_start
+                .zip(process_cpu_ns())
+                .map(|(a, b)| Duration::from_nanos(b.saturating_sub(a)));
+            sink.stop();
+            Some(report)
+        }
+        _ => None,
     };
     Ok(Report {
         server: addr,
@@ -363,7 +548,68 @@ async fn run(args: Args) -> Result<Report> {
         errors: all.errors,
         wall,
         latencies_ns: all.latencies_ns,
+        relay,
     })
+}
+
+/// Matches the relay's 250s with the arrivals at the sink.
+fn relay_report(
+    arrivals: &sink::Arrivals,
+    sink: SocketAddr,
+    all: &SessionStats,
+    await_delivery: bool,
+) -> RelayReport {
+    let st = arrivals.lock();
+    let mut latencies = Vec::with_capacity(all.acks.len());
+    let mut missing = Vec::new();
+    let mut last_arrival: Option<Instant> = None;
+    let mut arrived_before_ack = 0;
+    for &(seq, ack) in &all.acks {
+        match st.at.get(seq as usize).copied().flatten() {
+            Some(at) => {
+                if at < ack {
+                    arrived_before_ack += 1;
+                }
+                latencies.push(
+                    u64::try_from(at.saturating_duration_since(ack).as_nanos()).unwrap_or(u64::MAX),
+                );
+                last_arrival = max_opt(last_arrival, Some(at));
+            }
+            None => missing.push(seq),
+        }
+    }
+    latencies.sort_unstable();
+    missing.sort_unstable();
+    let e2e_wall = match (all.first_mail, last_arrival) {
+        (Some(a), Some(b)) => b.saturating_duration_since(a),
+        _ => Duration::ZERO,
+    };
+    RelayReport {
+        sink,
+        await_delivery,
+        arrived: latencies.len() as u64,
+        missing: missing.len() as u64,
+        first_missing: missing.iter().take(10).copied().collect(),
+        duplicates: st.duplicates,
+        foreign: st.foreign,
+        untagged: st.untagged,
+        sink_connections: arrivals.connections(),
+        e2e_wall,
+        relay_latencies_ns: latencies,
+        arrived_before_ack,
+        bench_cpu: None,
+    }
+}
+
+/// CPU time of this process's threads so far, in nanoseconds (Linux: the first field of
+/// /proc/self/task/*/schedstat; threads that already ended are not counted).
+fn process_cpu_ns() -> Option<u64> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
 }
 
 fn min_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
@@ -397,12 +643,35 @@ async fn run_session(sh: &Shared) -> Result<SessionStats> {
         // Warm-up messages are numbered after the measured ones.
         let seq = sh.total + w;
         let c = ready_conn(sh, &mut conn).await?;
-        if let Outcome::Refused { closing: true } = send_message(sh, c, seq).await? {
-            conn = None;
+        match send_message(sh, c, seq).await? {
+            Outcome::Accepted => {
+                sh.warmup_accepted.fetch_add(1, Ordering::Relaxed);
+                if sh.await_delivery {
+                    await_arrival(sh, seq).await?;
+                }
+            }
+            Outcome::Refused { closing: true } => conn = None,
+            Outcome::Refused { closing: false } => {}
         }
     }
 
-    sh.barrier.wait().await;
+    let leader = sh.barrier.wait().await.is_leader();
+    if let Some(arrivals) = &sh.arrivals {
+        // Relay mode: the warm-up messages leave the relay before the measured phase starts.
+        if leader {
+            let want = sh.warmup_accepted.load(Ordering::Relaxed);
+            if !arrivals
+                .wait_until(sh.arrival_timeout, |st| st.warmup_arrived >= want)
+                .await
+            {
+                bail!(
+                    "warm-up messages did not arrive at the sink (none arrived for {} s)",
+                    sh.arrival_timeout.as_secs()
+                );
+            }
+        }
+        sh.barrier.wait().await;
+    }
 
     // Measured phase. Each iteration consumes one message number, so the loop
     // runs at most `total` times overall.
@@ -422,6 +691,12 @@ async fn run_session(sh: &Shared) -> Result<SessionStats> {
                     .latencies_ns
                     .push(u64::try_from(end.duration_since(start).as_nanos()).unwrap_or(u64::MAX));
                 stats.last_accept = Some(end);
+                if sh.arrivals.is_some() {
+                    stats.acks.push((seq, end));
+                    if sh.await_delivery {
+                        await_arrival(sh, seq).await?;
+                    }
+                }
             }
             Outcome::Refused { closing } => {
                 stats.errors += 1;
@@ -436,6 +711,26 @@ async fn run_session(sh: &Shared) -> Result<SessionStats> {
         c.quit().await;
     }
     Ok(stats)
+}
+
+/// Relay mode: waits until message `seq` has arrived at the sink.
+async fn await_arrival(sh: &Shared, seq: u64) -> Result<()> {
+    let Some(arrivals) = &sh.arrivals else {
+        return Ok(());
+    };
+    let i = seq as usize;
+    if !arrivals
+        .wait_until(sh.arrival_timeout, |st| {
+            st.at.get(i).is_some_and(Option::is_some)
+        })
+        .await
+    {
+        bail!(
+            "message {seq} did not arrive at the sink within {} s",
+            sh.arrival_timeout.as_secs()
+        );
+    }
+    Ok(())
 }
 
 /// Returns an open connection, reconnecting when there is none or when the
@@ -509,11 +804,17 @@ fn build_message(sh: &Shared, seq: u64) -> Vec<u8> {
          Subject: smtp-bench message {seq}\r\n\
          Message-ID: <{seq}.{run}@{EHLO_NAME}>\r\n\
          Date: {date}\r\n\
+         {token}\
          \r\n",
         from = sh.from,
         to = sh.to,
         run = sh.run_id,
         date = rfc5322_date(SystemTime::now()),
+        token = sh
+            .arrivals
+            .as_ref()
+            .map(|a| a.header(seq))
+            .unwrap_or_default(),
     );
     let mut msg = Vec::with_capacity(sh.size.max(headers.len()) + 8);
     msg.extend_from_slice(headers.as_bytes());
@@ -722,6 +1023,10 @@ mod tests {
             next: AtomicU64::new(0),
             barrier: Barrier::new(1),
             errors_seen: Mutex::new(HashSet::new()),
+            arrivals: None,
+            await_delivery: false,
+            arrival_timeout: Duration::from_secs(60),
+            warmup_accepted: AtomicU64::new(0),
         }
     }
 
@@ -938,10 +1243,208 @@ mod tests {
         assert!(err.contains("stopped answering"), "{err}");
     }
 
+    /// A store-and-forward relay: answers 250 to the final dot, then forwards the message to
+    /// `sink` on a new connection; messages to "drop@..." are accepted and never forwarded.
+    async fn fake_relay(sink: SocketAddr) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut io = BufReader::new(sock);
+                    w(&mut io, "220 relay\r\n").await.unwrap();
+                    let mut line = String::new();
+                    let mut drop_it = false;
+                    loop {
+                        line.clear();
+                        if io.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let up = line.to_ascii_uppercase();
+                        if up.starts_with("RCPT") {
+                            drop_it = up.contains("DROP@");
+                        }
+                        if up.starts_with("DATA") {
+                            w(&mut io, "354 go ahead\r\n").await.unwrap();
+                            let mut msg = String::new();
+                            loop {
+                                line.clear();
+                                io.read_line(&mut line).await.unwrap();
+                                msg.push_str(&line);
+                                if line == ".\r\n" {
+                                    break;
+                                }
+                            }
+                            w(&mut io, "250 queued\r\n").await.unwrap();
+                            if !drop_it {
+                                tokio::spawn(forward(sink, msg));
+                            }
+                        } else if up.starts_with("QUIT") {
+                            w(&mut io, "221 bye\r\n").await.unwrap();
+                            return;
+                        } else {
+                            w(&mut io, "250 ok\r\n").await.unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// One pipelined delivery, as a relay's client would do it.
+    async fn forward(sink: SocketAddr, msg: String) {
+        let mut io = BufReader::new(TcpStream::connect(sink).await.unwrap());
+        let mut replies = String::new();
+        let mut read = async |io: &mut BufReader<TcpStream>, n: usize| {
+            for _ in 0..n {
+                let mut l = String::new();
+                io.read_line(&mut l).await.unwrap();
+                replies.push_str(&l);
+            }
+        };
+        read(&mut io, 1).await;
+        w(&mut io, "EHLO relay\r\n").await.unwrap();
+        read(&mut io, 5).await;
+        w(
+            &mut io,
+            "MAIL FROM:<a@b>\r\nRCPT TO:<c@sink.test>\r\nDATA\r\n",
+        )
+        .await
+        .unwrap();
+        read(&mut io, 3).await;
+        w(&mut io, &msg).await.unwrap();
+        w(&mut io, "QUIT\r\n").await.unwrap();
+        read(&mut io, 2).await;
+        assert!(replies.contains("\r\n354 ") && replies.ends_with("221 2.0.0 Bye\r\n"));
+    }
+
+    fn free_port() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+
+    #[tokio::test]
+    async fn relay_mode_matches_arrivals_with_acks() {
+        let sink = free_port();
+        let relay = fake_relay(sink).await;
+        let sink_arg = sink.to_string();
+        let a = args(
+            relay,
+            &[
+                "--sessions",
+                "3",
+                "--messages",
+                "40",
+                "--warmup",
+                "5",
+                "--sink",
+                &sink_arg,
+            ],
+        );
+        let r = run(a).await.unwrap();
+        assert_eq!((r.accepted, r.errors), (40, 0));
+        let rel = r.relay.as_ref().unwrap();
+        assert_eq!((rel.arrived, rel.missing, rel.duplicates), (40, 0, 0));
+        assert_eq!((rel.foreign, rel.untagged), (0, 0));
+        assert_eq!(rel.sink_connections, 45);
+        assert_eq!(rel.relay_latencies_ns.len(), 40);
+        assert!(rel.e2e_wall >= r.wall);
+        let j = r.to_json();
+        assert_eq!(j["relay"]["arrived"], 40);
+        assert!(j["relay"]["e2e_messages_per_s"].as_f64().unwrap() > 0.0);
+        assert!(j["relay"]["relay_latency_ms"]["p99"].as_f64().is_some());
+        assert!(j["relay"]["bench_cpu_s"].as_f64().is_some());
+        assert!(r.to_text().contains("end to end"));
+        // Plain messages keep their size with the token header.
+        assert!(j["latency_ms"]["p50"].as_f64().is_some());
+
+        // One session, each message awaited at the sink; the sink can be restarted on the
+        // same port.
+        let a = args(
+            relay,
+            &[
+                "--sessions",
+                "1",
+                "--messages",
+                "10",
+                "--sink",
+                &sink_arg,
+                "--await-delivery",
+            ],
+        );
+        let r = run(a).await.unwrap();
+        let rel = r.relay.as_ref().unwrap();
+        assert_eq!((rel.arrived, rel.missing), (10, 0));
+        assert!(rel.await_delivery);
+    }
+
+    #[tokio::test]
+    async fn relay_mode_reports_messages_that_never_arrive() {
+        let sink = free_port();
+        let relay = fake_relay(sink).await;
+        let sink_arg = sink.to_string();
+        let a = args(
+            relay,
+            &[
+                "--sessions",
+                "2",
+                "--messages",
+                "4",
+                "--to",
+                "drop@sink.test",
+                "--sink",
+                &sink_arg,
+                "--arrival-timeout",
+                "1",
+            ],
+        );
+        let r = run(a).await.unwrap();
+        let rel = r.relay.as_ref().unwrap();
+        assert_eq!((r.accepted, rel.arrived, rel.missing), (4, 0, 4));
+        assert_eq!(rel.first_missing, vec![0, 1, 2, 3]);
+        assert_eq!(r.to_json()["relay"]["e2e_messages_per_s"], 0.0);
+
+        // Awaiting a message that never arrives aborts the run.
+        let a = args(
+            relay,
+            &[
+                "--sessions",
+                "1",
+                "--messages",
+                "2",
+                "--to",
+                "drop@sink.test",
+                "--sink",
+                &sink_arg,
+                "--arrival-timeout",
+                "1",
+                "--await-delivery",
+            ],
+        );
+        let err = format!("{:#}", run(a).await.err().expect("run must fail"));
+        assert!(err.contains("did not arrive at the sink"), "{err}");
+    }
+
     #[tokio::test]
     async fn non_loopback_is_refused_before_connecting() {
         let a = Args::try_parse_from(["smtp-bench", "--server", "192.0.2.7:25"]).unwrap();
         let err = format!("{:#}", run(a).await.err().expect("run must fail"));
         assert!(err.contains("only talks to servers on loopback"), "{err}");
+        let a = Args::try_parse_from([
+            "smtp-bench",
+            "--server",
+            "127.0.0.1:25",
+            "--sink",
+            "192.0.2.7:2525",
+        ])
+        .unwrap();
+        let err = format!("{:#}", run(a).await.err().expect("run must fail"));
+        assert!(err.contains("only talks to servers on loopback"), "{err}");
+        assert!(
+            Args::try_parse_from(["smtp-bench", "--server", "127.0.0.1:25", "--await-delivery"])
+                .is_err(),
+            "--await-delivery needs --sink"
+        );
     }
 }
