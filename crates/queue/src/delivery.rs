@@ -13,7 +13,7 @@ use crate::intake::{AcceptedRecipient, Intake, Origin, Submission};
 use accounts::{Directory, Resolution};
 use outbound::{JobRecipient, Outbound, RemoteJob, RemoteOutcome};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use store::{DeliveryReport, Destination, Outcome, QueuedMessage, SharedStore};
@@ -66,6 +66,8 @@ pub struct Scheduler {
     /// need one of each, so `reserved_transactional` slots stay free for transactional mail.
     all_slots: Arc<Semaphore>,
     bulk_slots: Arc<Semaphore>,
+    /// Set when a recipient failed since the last bounce round.
+    bounce_due: Arc<AtomicBool>,
 }
 
 fn now_ms() -> i64 {
@@ -104,33 +106,70 @@ impl Scheduler {
             finished: Arc::default(),
             all_slots,
             bulk_slots,
+            bounce_due: Arc::default(),
         }
     }
 
     /// Runs until `shutdown` turns true. Everything not yet delivered stays in the queue and is
     /// picked up on the next start.
+    ///
+    /// Each turn takes the messages intake handed over (delivered at once, without reading them
+    /// back), then reads the queue — but only when it may hold due work the hand-off did not
+    /// bring: every `poll_interval` (retries coming due, changes by the admin CLI), right after a
+    /// read that found work (there may be more), and when intake could not hand a message over.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let handoff = self.intake.handoff().clone();
+        handoff.enable(true);
         let mut failures: u32 = 0;
+        let mut last_read: Option<tokio::time::Instant> = None;
+        let mut more = true;
         loop {
             if *shutdown.borrow() {
+                handoff.enable(false);
                 return;
             }
-            let work = match self.round().await {
-                Ok(n) => self.bounce_round().await.map(|b| n + b),
-                Err(e) => Err(e),
-            };
+            self.forget_finished();
+            let fresh: Vec<(QueuedMessage, Option<Arc<Vec<u8>>>)> = handoff
+                .take()
+                .into_iter()
+                .map(|f| (f.msg, f.content))
+                .collect();
+            let mut work = self.process(fresh).await;
+            let read = more
+                || handoff.missed()
+                || last_read.is_none_or(|t| t.elapsed() >= self.settings.poll_interval);
+            if read && work.is_ok() {
+                last_read = Some(tokio::time::Instant::now());
+                work = match self.round().await {
+                    Ok(n) => {
+                        more = n > 0;
+                        work.map(|w| w + n)
+                    }
+                    Err(e) => Err(e),
+                };
+            }
+            if (read || self.bounce_due.swap(false, Ordering::AcqRel)) && work.is_ok() {
+                work = match self.bounce_round().await {
+                    Ok(b) => work.map(|w| w + b),
+                    Err(e) => Err(e),
+                };
+            }
             match work {
                 Ok(0) => {
                     failures = 0;
+                    let wait = last_read.map_or(Duration::ZERO, |t| {
+                        self.settings.poll_interval.saturating_sub(t.elapsed())
+                    });
                     tokio::select! {
                         _ = self.wake.notified() => {}
-                        _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                        _ = tokio::time::sleep(wait) => {}
                         _ = shutdown.changed() => {}
                     }
                 }
                 Ok(_) => failures = 0,
                 Err(e) => {
                     failures = failures.saturating_add(1);
+                    more = true;
                     let pause = Duration::from_millis(100)
                         .saturating_mul(1 << failures.min(8))
                         .min(self.settings.retry_max);
@@ -153,17 +192,27 @@ impl Scheduler {
             .min(self.settings.retry_max)
     }
 
-    /// One round: local deliveries and expiries recorded at once, remote jobs started.
-    /// Returns how many messages it started work on.
+    /// Messages whose jobs ended leave the in-flight set. Only between reads of the queue (the
+    /// run loop calls this, never a round): a read made while a job ran holds a stale copy of
+    /// its message, which must meet the message still in flight and leave it alone.
+    fn forget_finished(&self) {
+        let mut finished = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+        let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        for id in finished.drain(..) {
+            in_flight.remove(&id);
+        }
+    }
+
+    /// One read of the queue: due messages other than those in delivery or in the hand-off,
+    /// processed. Returns how many messages it started work on.
     pub async fn round(&self) -> Result<usize, store::StoreError> {
-        let busy: Vec<String> = {
-            let mut finished = self.finished.lock().unwrap_or_else(|e| e.into_inner());
-            let mut in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-            for id in finished.drain(..) {
-                in_flight.remove(&id);
-            }
-            in_flight.iter().cloned().collect()
-        };
+        let mut busy: Vec<String> = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
         if busy.len() >= MAX_IN_FLIGHT {
             tracing::debug!(
                 in_flight = busy.len(),
@@ -171,16 +220,33 @@ impl Scheduler {
             );
             return Ok(0);
         }
+        // Messages being handed over by intake are the hand-off's: a read must not take them
+        // too (that could deliver a local recipient twice).
+        busy.extend(self.intake.handoff().ids());
         let now = now_ms();
         // Messages already in delivery are left out by the store, so a destination that is slow
         // to answer, with many messages waiting for its slots, does not fill every round's
         // window and hold up mail for other destinations.
         let due = self.store.due_messages(now, BATCH, &busy).await?;
+        self.process(due.into_iter().map(|m| (m, None)).collect())
+            .await
+    }
+
+    /// Local deliveries and expiries recorded at once, remote jobs started (with the content
+    /// where the caller has it). Returns how many messages it started work on.
+    async fn process(
+        &self,
+        messages: Vec<(QueuedMessage, Option<Arc<Vec<u8>>>)>,
+    ) -> Result<usize, store::StoreError> {
+        if messages.is_empty() {
+            return Ok(0);
+        }
+        let now = now_ms();
         let mut reports = Vec::new();
         let mut jobs = Vec::new();
         let mut success: Vec<(QueuedMessage, Vec<u32>)> = Vec::new();
         let mut started = 0;
-        for msg in due {
+        for (msg, content) in messages {
             if self
                 .in_flight
                 .lock()
@@ -252,7 +318,7 @@ impl Scheduler {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(msg.id.clone());
-                jobs.push((msg, remote));
+                jobs.push((msg, remote, content));
             }
         }
         if !reports.is_empty() {
@@ -267,7 +333,13 @@ impl Scheduler {
                     (r.queue_id.clone(), r.idx, what)
                 })
                 .collect();
+            let failed = reports
+                .iter()
+                .any(|r| matches!(r.outcome, Outcome::Failed { .. }));
             self.store.record_deliveries(reports).await?;
+            if failed {
+                self.bounce_due.store(true, Ordering::Release);
+            }
             for (queue_id, idx, what) in summary {
                 tracing::info!(queue_id = %queue_id, recipient = idx, "{what}");
             }
@@ -286,22 +358,28 @@ impl Scheduler {
                 tracing::error!(queue_id = %msg.id, error = %e, "the success report could not be queued");
             }
         }
-        for (msg, groups) in jobs {
-            self.start_remote(msg, groups);
+        for (msg, groups, content) in jobs {
+            self.start_remote(msg, groups, content);
         }
         Ok(started)
     }
 
     /// Starts one task per destination domain of a message.
-    fn start_remote(&self, msg: QueuedMessage, groups: BTreeMap<String, Vec<JobRecipient>>) {
+    fn start_remote(
+        &self,
+        msg: QueuedMessage,
+        groups: BTreeMap<String, Vec<JobRecipient>>,
+        content: Option<Arc<Vec<u8>>>,
+    ) {
         let remaining = Arc::new(AtomicUsize::new(groups.len()));
         let msg = Arc::new(msg);
         for (domain, recipients) in groups {
             let this = self.clone();
             let msg = msg.clone();
             let remaining = remaining.clone();
+            let content = content.clone();
             tokio::spawn(async move {
-                this.remote_job(&msg, domain, recipients).await;
+                this.remote_job(&msg, domain, recipients, content).await;
                 if remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                     this.finished
                         .lock()
@@ -313,12 +391,18 @@ impl Scheduler {
         }
     }
 
-    async fn remote_job(&self, msg: &QueuedMessage, domain: String, recipients: Vec<JobRecipient>) {
+    async fn remote_job(
+        &self,
+        msg: &QueuedMessage,
+        domain: String,
+        recipients: Vec<JobRecipient>,
+        content: Option<Arc<Vec<u8>>>,
+    ) {
         // The destination's slot first: a job waiting for a busy (or slow, or dead) destination
         // holds no lane slot, so it never holds up mail for other destinations. Then the lane
         // slots. The semaphores are never closed, so acquiring only waits.
         let slot = self.outbound.slot(&domain).await;
-        let _bulk = if msg.lane == "bulk" {
+        let bulk = if msg.lane == "bulk" {
             match self.bulk_slots.clone().acquire_owned().await {
                 Ok(p) => Some(p),
                 Err(_) => return,
@@ -326,15 +410,18 @@ impl Scheduler {
         } else {
             None
         };
-        let Ok(_lane) = self.all_slots.clone().acquire_owned().await else {
+        let Ok(lane) = self.all_slots.clone().acquire_owned().await else {
             return;
         };
         let attempts: HashMap<u32, u32> =
             msg.recipients.iter().map(|r| (r.idx, r.attempts)).collect();
         let mut message: Option<Arc<Vec<u8>>> = None;
-        let outcomes = match self.store.read_body(&msg.body_id, None).await {
+        let body = match content {
+            Some(c) => Ok(c),
+            None => self.store.read_body(&msg.body_id, None).await.map(Arc::new),
+        };
+        let outcomes = match body {
             Ok(body) => {
-                let body = Arc::new(body);
                 message = Some(body.clone());
                 let job = RemoteJob {
                     queue_id: msg.id.clone(),
@@ -356,6 +443,9 @@ impl Scheduler {
                 })
                 .collect(),
         };
+        // The connection is parked or closed by now: the next delivery to this destination may
+        // start while the outcomes are written.
+        drop((slot, lane, bulk));
         let now = now_ms();
         let mut reports = Vec::new();
         let mut relayed: Vec<store::QueuedRecipient> = Vec::new();
@@ -407,6 +497,7 @@ impl Scheduler {
                 }
                 RemoteOutcome::Failed(why) => {
                     tracing::warn!(queue_id = %msg.id, to = address, domain = %domain, "failed: {why}");
+                    self.bounce_due.store(true, Ordering::Release);
                     Outcome::Failed { error: why }
                 }
             };

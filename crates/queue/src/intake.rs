@@ -4,12 +4,14 @@
 //! may the client be told the message is accepted.
 
 use crate::date::rfc5322_date;
+use crate::handoff::{Fresh, Handoff};
 use crate::headers;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 use store::{
-    Destination, Envelope, NewBody, NewMessage, NewRecipient, RecipientDsn, SharedStore, StoreError,
+    Destination, Envelope, NewBody, NewMessage, NewRecipient, QueuedMessage, QueuedRecipient,
+    RecipientDsn, RecipientState, SharedStore, StoreError,
 };
 use tokio::sync::Notify;
 
@@ -98,6 +100,7 @@ pub struct Intake {
     hostname: Arc<str>,
     max_received: usize,
     wake: Arc<Notify>,
+    handoff: Handoff,
 }
 
 impl Intake {
@@ -115,7 +118,13 @@ impl Intake {
             hostname: hostname.into(),
             max_received,
             wake,
+            handoff: Handoff::default(),
         }
+    }
+
+    /// Where accepted messages are handed to the scheduler.
+    pub(crate) fn handoff(&self) -> &Handoff {
+        &self.handoff
     }
 
     /// Writes the message durably and returns its queue id.
@@ -170,7 +179,52 @@ impl Intake {
         };
         let sender = envelope.sender.clone();
         let lane = self.lanes.lane_for(&sub.origin).to_string();
-        self.store
+        // The queue entry as the store will hold it, for the hand-off to the scheduler, with
+        // the content when it is in memory and goes to remote servers.
+        let fresh = self.handoff.reserve(&id).then(|| {
+            let remote = recipients
+                .iter()
+                .any(|r| matches!(r.destination, Destination::Remote(_)));
+            let content = match &sub.body {
+                NewBody::Memory(b) if remote => {
+                    let mut all = Vec::with_capacity(prefix.len() + b.len());
+                    all.extend_from_slice(&prefix);
+                    all.extend_from_slice(b);
+                    Some(Arc::new(all))
+                }
+                _ => None,
+            };
+            Fresh {
+                msg: QueuedMessage {
+                    id: id.clone(),
+                    envelope: envelope.clone(),
+                    body_id: id.clone(),
+                    size,
+                    created_at: envelope.received_at,
+                    recipients: recipients
+                        .iter()
+                        .enumerate()
+                        .map(|(idx, r)| QueuedRecipient {
+                            idx: idx as u32,
+                            address: r.address.clone(),
+                            dsn: r.dsn.clone(),
+                            destination: r.destination.clone(),
+                            state: RecipientState::Queued,
+                            attempts: 0,
+                            next_attempt: envelope.received_at,
+                            last_error: None,
+                            delay_notified: false,
+                        })
+                        .collect(),
+                    quarantined: None,
+                    held_at: None,
+                    lane: lane.clone(),
+                },
+                content,
+            }
+        });
+        let written = self
+            .store
             .enqueue(NewMessage {
                 lane: lane.clone(),
                 id: id.clone(),
@@ -179,7 +233,12 @@ impl Intake {
                 body: sub.body,
                 recipients,
             })
-            .await?;
+            .await;
+        let handed = fresh.is_some();
+        if handed {
+            self.handoff.complete(&id, written.as_ref().ok().and(fresh));
+        }
+        written?;
         tracing::info!(
             queue_id = %id,
             from = %sender,

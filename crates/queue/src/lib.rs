@@ -12,6 +12,7 @@
 mod bounce;
 mod date;
 mod delivery;
+mod handoff;
 mod headers;
 mod intake;
 
