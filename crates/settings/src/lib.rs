@@ -466,6 +466,42 @@ mod tests {
     }
 
     #[test]
+    fn delivery_limits_per_transport_pool_lanes_and_the_failed_bounce_copy_are_checked() {
+        let c = Config::from_toml_str(
+            "[[transport]]\ndomain = \"*\"\nsmarthost = \"hub.example:25\"\nmax_connections = 40\nmax_messages_per_connection = 500\n\
+             [[ip_pool]]\nname = \"bulk\"\nlanes = [\"bulk\"]\naddresses = [ { address = \"192.0.2.1\", helo = \"mta.example\" } ]\n\
+             [outbound]\nconnection_idle_time = \"0s\"\n\
+             [delivery]\nfailed_bounce_copy_to = \"postmaster@example.com\"\n",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.transports[0].max_connections, Some(40));
+        assert_eq!(c.transports[0].max_messages_per_connection, Some(500));
+        assert_eq!(c.ip_pools[0].lanes, vec!["bulk".to_string()]);
+        assert!(c.outbound.connection_idle_time.is_zero());
+        assert_eq!(c.outbound.max_connections_per_domain, 20);
+        assert_eq!(c.outbound.max_messages_per_connection, 100);
+        assert_eq!(
+            c.delivery.failed_bounce_copy_to.as_deref(),
+            Some("postmaster@example.com")
+        );
+        let p = problems(
+            "[[transport]]\ndomain = \"*\"\nmax_connections = 0\n\
+             [[ip_pool]]\nname = \"x\"\nlanes = [\"fast\"]\naddresses = [ { address = \"192.0.2.1\", helo = \"mta.example\" } ]\n\
+             [outbound]\nmax_messages_per_connection = 0\n\
+             [delivery]\nfailed_bounce_copy_to = \"not an address\"\n",
+        );
+        for key in [
+            "transport[0].max_connections",
+            "ip_pool[0].lanes",
+            "outbound.max_messages_per_connection",
+            "delivery.failed_bounce_copy_to",
+        ] {
+            assert!(p.iter().any(|m| m.starts_with(key)), "{key}: {p:?}");
+        }
+    }
+
+    #[test]
     fn a_wrong_type_names_its_key() {
         let p = problems("[smtp]\nmax_recipients = \"many\"\n");
         assert!(
