@@ -27,6 +27,26 @@ pub enum AccountsError {
     Hash(String),
 }
 
+/// At most this many active credentials of one account are tried per login (each try is an
+/// argon2 verification); the most recently used come first.
+const MAX_CREDENTIALS_TRIED: usize = 4;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A successful login: the account, and the credential that was used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    pub account: String,
+    /// The credential's label ("default" for the account password).
+    pub credential: String,
+    pub credential_id: i64,
+}
+
 /// Lookups on the directory of domains, accounts and aliases.
 #[derive(Clone)]
 pub struct Directory {
@@ -60,23 +80,58 @@ impl Directory {
         resolve::resolve(&self.store, self.delimiter, address).await
     }
 
-    /// Checks a login. Returns the account address on success. Unknown users cost the same
-    /// argon2 work as wrong passwords. The hashing runs on the blocking pool.
+    /// Checks a login against the account's active credentials (not revoked, not expired),
+    /// the most recently used first, and records the use (time and `client_ip`) of the one
+    /// that matched. Unknown users, and accounts without an active credential, cost one argon2
+    /// verification against a dummy hash, like a wrong password for an account with one
+    /// credential; the front end also answers every failure at a fixed time after it started,
+    /// so failures cannot be told apart by timing. The hashing runs on the blocking pool.
     pub async fn authenticate(
         &self,
         username: &str,
         password: &str,
-    ) -> Result<Option<String>, AccountsError> {
+        client_ip: &str,
+    ) -> Result<Option<Login>, AccountsError> {
         let username = username.trim().to_lowercase();
-        let account = self.store.get_account(&username).await?;
-        let (hash, address) = match &account {
-            Some(a) => (a.password_hash.clone(), Some(a.address.clone())),
-            None => (self.dummy_hash.as_ref().clone(), None),
+        let now = now_ms();
+        let mut candidates: Vec<store::CredentialRecord> =
+            match self.store.get_account(&username).await? {
+                Some(_) => self
+                    .store
+                    .credentials(&username)
+                    .await?
+                    .into_iter()
+                    .filter(|c| c.is_active(now))
+                    .collect(),
+                None => Vec::new(),
+            };
+        candidates.sort_by_key(|c| std::cmp::Reverse(c.last_used_at.unwrap_or(c.created_at)));
+        candidates.truncate(MAX_CREDENTIALS_TRIED);
+        let hashes: Vec<String> = if candidates.is_empty() {
+            vec![self.dummy_hash.as_ref().clone()]
+        } else {
+            candidates.iter().map(|c| c.secret_hash.clone()).collect()
         };
         let password = password.to_string();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        let matched = tokio::task::spawn_blocking(move || {
+            hashes.iter().position(|h| verify_password(&password, h))
+        })
+        .await
+        .map_err(|e| AccountsError::Hash(e.to_string()))?;
+        let Some(credential) = matched.and_then(|i| candidates.get(i)) else {
+            return Ok(None);
+        };
+        if let Err(e) = self
+            .store
+            .credential_used(credential.id, now, client_ip)
             .await
-            .map_err(|e| AccountsError::Hash(e.to_string()))?;
-        Ok(if ok { address } else { None })
+        {
+            tracing::warn!(error = %e, "recording the credential's last use failed");
+        }
+        Ok(Some(Login {
+            account: credential.account.clone(),
+            credential: credential.label.clone(),
+            credential_id: credential.id,
+        }))
     }
 }

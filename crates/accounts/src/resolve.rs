@@ -222,17 +222,80 @@ mod tests {
             .await
             .unwrap();
         let dir = crate::Directory::new(s, Some('+')).unwrap();
+        let login = dir
+            .authenticate("Alice@x.test", "pw", "192.0.2.1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(login.account, "alice@x.test");
+        assert_eq!(login.credential, "default");
         assert_eq!(
-            dir.authenticate("Alice@x.test", "pw")
+            dir.authenticate("alice@x.test", "nope", "192.0.2.1")
                 .await
-                .unwrap()
-                .as_deref(),
-            Some("alice@x.test")
-        );
-        assert_eq!(
-            dir.authenticate("alice@x.test", "nope").await.unwrap(),
+                .unwrap(),
             None
         );
-        assert_eq!(dir.authenticate("nobody@x.test", "pw").await.unwrap(), None);
+        assert_eq!(
+            dir.authenticate("nobody@x.test", "pw", "192.0.2.1")
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn credentials_rotate_with_a_grace_period_expire_and_revoke() {
+        let (_d, s) = setup().await;
+        let h = |p: &str| crate::hash_password(p).unwrap();
+        s.set_password("alice@x.test", &h("pw")).await.unwrap();
+        s.add_credential("alice@x.test", "app", &h("app-1"), None)
+            .await
+            .unwrap();
+        let dir = crate::Directory::new(s.clone(), None).unwrap();
+        let ok = |p: &'static str| {
+            let dir = dir.clone();
+            async move {
+                dir.authenticate("alice@x.test", p, "192.0.2.7")
+                    .await
+                    .unwrap()
+                    .map(|l| l.credential)
+            }
+        };
+        assert_eq!(ok("pw").await.as_deref(), Some("default"));
+        assert_eq!(ok("app-1").await.as_deref(), Some("app"));
+        // The last use is recorded with the client's address.
+        let app = s.credentials("alice@x.test").await.unwrap();
+        let app1 = app.iter().find(|c| c.label == "app").unwrap();
+        assert_eq!(app1.last_used_ip.as_deref(), Some("192.0.2.7"));
+        assert!(app1.last_used_at.is_some());
+        // Rotation with a grace period: old and new both work until it ends.
+        let later = super::super::now_ms() + 3_600_000;
+        s.rotate_credential("alice@x.test", "app", &h("app-2"), later)
+            .await
+            .unwrap();
+        assert_eq!(ok("app-1").await.as_deref(), Some("app"));
+        assert_eq!(ok("app-2").await.as_deref(), Some("app"));
+        // A rotation whose grace has ended: the previous secret stops at once.
+        s.rotate_credential("alice@x.test", "app", &h("app-3"), 0)
+            .await
+            .unwrap();
+        assert_eq!(ok("app-1").await, None);
+        assert_eq!(ok("app-2").await, None);
+        assert_eq!(ok("app-3").await.as_deref(), Some("app"));
+        // Expired and revoked credentials fail like a wrong password.
+        s.add_credential("alice@x.test", "old", &h("old-1"), Some(1))
+            .await
+            .unwrap();
+        assert_eq!(ok("old-1").await, None);
+        assert!(s.revoke_credential("alice@x.test", "app").await.unwrap());
+        assert_eq!(ok("app-3").await, None);
+        assert!(!s.revoke_credential("alice@x.test", "app").await.unwrap());
+        assert_eq!(ok("pw").await.as_deref(), Some("default"));
+        // Rotating a label that has no active credential is refused.
+        assert!(
+            s.rotate_credential("alice@x.test", "app", &h("x"), later)
+                .await
+                .is_err()
+        );
     }
 }

@@ -55,6 +55,9 @@ enum Command {
     /// Accounts: mailboxes that can log in.
     #[command(subcommand)]
     Account(cli::directory::AccountCmd),
+    /// Credentials: the secrets an account logs in with (add, list, revoke, rotate).
+    #[command(subcommand)]
+    Credential(cli::credential::CredentialCmd),
     /// Aliases: addresses that deliver to other addresses.
     #[command(subcommand)]
     Alias(cli::directory::AliasCmd),
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
             Command::Config(c) => cli::config::run(c),
             Command::Domain(c) => cli::directory::domain(ctx, c).await,
             Command::Account(c) => cli::directory::account(ctx, c).await,
+            Command::Credential(c) => cli::credential::run(ctx, c).await,
             Command::Alias(c) => cli::directory::alias(ctx, c).await,
             Command::Queue(c) => cli::queue::run(ctx, c).await,
             Command::Mailbox(c) => cli::mailbox::run(ctx, c).await,

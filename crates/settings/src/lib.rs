@@ -107,6 +107,13 @@ pub struct Relay {
     pub networks: Vec<IpNet>,
 }
 
+/// SMTP AUTH (`[auth]`).
+#[derive(Debug, Clone)]
+pub struct Auth {
+    /// Every failure is answered this long after its AUTH command began.
+    pub failure_delay: Duration,
+}
+
 /// A route for remote mail (`[[transport]]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transport {
@@ -197,6 +204,7 @@ pub struct Config {
     pub tls: Tls,
     pub smtp: Smtp,
     pub relay: Relay,
+    pub auth: Auth,
     /// `senders.allowed`: (account or "@domain", allowed addresses / "@domain" / "*"), lower-case.
     pub senders: Vec<(String, Vec<String>)>,
     /// Routes for remote mail, from `[[transport]]`.

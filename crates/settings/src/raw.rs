@@ -6,7 +6,7 @@
 
 use crate::units::{parse_duration, parse_size};
 use crate::{
-    Config, DEFAULTS_TOML, Delivery, IpPool, Lanes, Listener, Log, LogFormat, Outbound,
+    Auth, Config, DEFAULTS_TOML, Delivery, IpPool, Lanes, Listener, Log, LogFormat, Outbound,
     PoolAddress, Problem, Relay, Role, Server, Smtp, Tls, Transport,
 };
 use serde::Deserialize;
@@ -25,11 +25,18 @@ pub(crate) struct RawConfig {
     tls: RawTls,
     smtp: RawSmtp,
     relay: RawRelay,
+    auth: RawAuth,
     senders: RawSenders,
     lanes: RawLanes,
     outbound: RawOutbound,
     delivery: RawDelivery,
     listener: Vec<RawListener>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    failure_delay: String,
 }
 
 #[derive(Deserialize)]
@@ -568,6 +575,9 @@ impl RawConfig {
             connection_idle_time: c
                 .duration("outbound.connection_idle_time", &o.connection_idle_time),
         };
+        let auth_settings = Auth {
+            failure_delay: c.duration("auth.failure_delay", &self.auth.failure_delay),
+        };
         if !c.problems.is_empty() {
             return Err(c.problems);
         }
@@ -586,6 +596,7 @@ impl RawConfig {
             relay: Relay {
                 networks: relay_networks,
             },
+            auth: auth_settings,
             senders: senders_allowed,
             transports,
             ip_pools,

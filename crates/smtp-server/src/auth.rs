@@ -56,6 +56,7 @@ impl Session {
                 "AUTH not permitted during a mail transaction",
             ));
         }
+        self.auth_started = Some(tokio::time::Instant::now());
         match (mechanism, initial) {
             ("PLAIN", None) => self.challenge(AuthExchange::Plain, ""),
             ("PLAIN", Some(ir)) => self.auth_plain(ir.as_bytes()).await,
@@ -131,14 +132,22 @@ impl Session {
     }
 
     async fn verify(&mut self, user: &str, password: &str) -> Next {
-        match self.svc.directory.authenticate(user, password).await {
-            Ok(Some(account)) => {
-                tracing::info!(user = %account, "authenticated");
-                self.auth = Some(account);
+        let ip = self.peer.ip().to_string();
+        match self.svc.directory.authenticate(user, password, &ip).await {
+            Ok(Some(login)) => {
+                tracing::info!(user = %login.account, credential = %login.credential, "authenticated");
+                self.auth = Some(login.account);
                 self.reply(reply::AUTH_OK)
             }
             Ok(None) => {
                 tracing::info!(user, "authentication failed");
+                // Unknown user, wrong password, expired or revoked credential: one reply, at
+                // one time after the AUTH command, whatever the work behind it.
+                let started = self
+                    .auth_started
+                    .take()
+                    .unwrap_or_else(tokio::time::Instant::now);
+                tokio::time::sleep_until(started + self.cfg.auth_failure_delay).await;
                 self.reply(reply::AUTH_INVALID)
             }
             Err(e) => {

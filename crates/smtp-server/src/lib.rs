@@ -58,6 +58,8 @@ pub struct SessionConfig {
     pub spool_memory_limit: u64,
     /// Client networks that may relay without authentication.
     pub relay_networks: Vec<ipnet::IpNet>,
+    /// AUTH failures are answered this long after the AUTH command began.
+    pub auth_failure_delay: Duration,
 }
 
 /// The services a session uses, shared by all sessions.

@@ -79,6 +79,8 @@ pub(crate) struct Session {
     /// EHLO/HELO name and whether it was EHLO.
     pub helo: Option<(String, bool)>,
     pub auth: Option<String>,
+    /// When the AUTH exchange under way began (failures are answered at a fixed time after).
+    pub auth_started: Option<tokio::time::Instant>,
     pub tls: Option<String>,
     pub errors: u32,
     pub tx: Option<Transaction>,
@@ -122,6 +124,7 @@ pub async fn run_session(
             out: Vec::with_capacity(1024),
             helo: None,
             auth: None,
+            auth_started: None,
             tls: None,
             errors: 0,
             tx: None,

@@ -91,6 +91,35 @@ pub trait Store: Send + Sync + 'static {
     async fn get_account(&self, address: &str) -> Result<Option<AccountRecord>>;
     async fn list_accounts(&self) -> Result<Vec<AccountRecord>>;
 
+    // ---- credentials -------------------------------------------------------------------------
+    /// Adds a credential to an existing account (`NotFound` otherwise); returns its id. An
+    /// account gets the credential "default" when it is added; `set_password` replaces that
+    /// one's secret.
+    async fn add_credential(
+        &self,
+        account: &str,
+        label: &str,
+        secret_hash: &str,
+        expires_at: Option<i64>,
+    ) -> Result<i64>;
+    /// Every credential of an account, revoked and expired ones included, oldest first.
+    async fn credentials(&self, account: &str) -> Result<Vec<CredentialRecord>>;
+    /// Revokes the account's credentials with `label` that are not revoked yet; `false` if
+    /// there were none.
+    async fn revoke_credential(&self, account: &str, label: &str) -> Result<bool>;
+    /// Rotation in one step: adds a new credential with `label` and makes the active ones with
+    /// that label expire at `old_expire_at` (at the latest). `NotFound` when the account has no
+    /// active credential with that label.
+    async fn rotate_credential(
+        &self,
+        account: &str,
+        label: &str,
+        secret_hash: &str,
+        old_expire_at: i64,
+    ) -> Result<i64>;
+    /// Records a successful login with credential `id` from `ip` at `at_ms`.
+    async fn credential_used(&self, id: i64, at_ms: i64, ip: &str) -> Result<()>;
+
     /// Adds `alias → target`. `AlreadyExists` for the same pair.
     async fn add_alias(&self, alias: &str, target: &str) -> Result<()>;
     async fn remove_alias(&self, alias: &str, target: &str) -> Result<bool>;

@@ -17,6 +17,29 @@ pub struct AccountRecord {
     pub created_at: i64,
 }
 
+/// A secret an account logs in with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialRecord {
+    pub id: i64,
+    pub account: String,
+    pub label: String,
+    /// argon2id PHC string.
+    pub secret_hash: String,
+    pub created_at: i64,
+    /// Unix ms after which it no longer works; `None`: never expires.
+    pub expires_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub last_used_at: Option<i64>,
+    pub last_used_ip: Option<String>,
+}
+
+impl CredentialRecord {
+    /// Neither revoked nor expired at `now_ms`.
+    pub fn is_active(&self, now_ms: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now_ms < e)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AliasRecord {
     pub alias: String,

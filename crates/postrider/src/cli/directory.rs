@@ -118,7 +118,7 @@ pub async fn domain(ctx: Context, cmd: DomainCmd) -> Result<()> {
 }
 
 /// The password from stdin (first line, without its line end), or a generated one.
-fn obtain_password(from_stdin: bool) -> Result<(String, bool)> {
+pub(crate) fn obtain_password(from_stdin: bool) -> Result<(String, bool)> {
     if !from_stdin {
         return Ok((accounts::generate_password(), true));
     }

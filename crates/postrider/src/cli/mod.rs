@@ -1,6 +1,7 @@
 //! The subcommands.
 
 pub mod config;
+pub mod credential;
 pub mod directory;
 pub mod mailbox;
 pub mod queue;

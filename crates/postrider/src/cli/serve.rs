@@ -239,6 +239,7 @@ fn session_config(c: &Config, hostname: &str, l: &settings::Listener) -> Session
         data_timeout: c.smtp.data_timeout,
         spool_memory_limit: c.smtp.spool_memory_limit,
         relay_networks: c.relay.networks.clone(),
+        auth_failure_delay: c.auth.failure_delay,
     }
 }
 

@@ -102,7 +102,14 @@ impl SqliteStore {
     async fn write_bool(&self, op: WriteOp) -> Result<bool> {
         match self.write(op).await? {
             WriteOut::Bool(b) => Ok(b),
-            WriteOut::Unit => Ok(true),
+            WriteOut::Unit | WriteOut::Id(_) => Ok(true),
+        }
+    }
+
+    async fn write_id(&self, op: WriteOp) -> Result<i64> {
+        match self.write(op).await? {
+            WriteOut::Id(id) => Ok(id),
+            _ => Err(StoreError::Invalid("the write returned no id".into())),
         }
     }
 
@@ -174,6 +181,59 @@ impl Store for SqliteStore {
     async fn remove_account(&self, address: &str) -> Result<bool> {
         self.write_bool(WriteOp::RemoveAccount {
             address: address.into(),
+        })
+        .await
+    }
+
+    async fn add_credential(
+        &self,
+        account: &str,
+        label: &str,
+        secret_hash: &str,
+        expires_at: Option<i64>,
+    ) -> Result<i64> {
+        self.write_id(WriteOp::AddCredential {
+            account: account.into(),
+            label: label.into(),
+            hash: secret_hash.into(),
+            expires_at,
+        })
+        .await
+    }
+
+    async fn credentials(&self, account: &str) -> Result<Vec<CredentialRecord>> {
+        read::credentials(&self.pool, account).await
+    }
+
+    async fn revoke_credential(&self, account: &str, label: &str) -> Result<bool> {
+        self.write_bool(WriteOp::RevokeCredential {
+            account: account.into(),
+            label: label.into(),
+        })
+        .await
+    }
+
+    async fn rotate_credential(
+        &self,
+        account: &str,
+        label: &str,
+        secret_hash: &str,
+        old_expire_at: i64,
+    ) -> Result<i64> {
+        self.write_id(WriteOp::RotateCredential {
+            account: account.into(),
+            label: label.into(),
+            hash: secret_hash.into(),
+            old_expire_at,
+        })
+        .await
+    }
+
+    async fn credential_used(&self, id: i64, at_ms: i64, ip: &str) -> Result<()> {
+        self.write_unit(WriteOp::CredentialUsed {
+            id,
+            at: at_ms,
+            ip: ip.into(),
         })
         .await
     }

@@ -35,6 +35,27 @@ pub(crate) enum WriteOp {
     RemoveAccount {
         address: String,
     },
+    AddCredential {
+        account: String,
+        label: String,
+        hash: String,
+        expires_at: Option<i64>,
+    },
+    RevokeCredential {
+        account: String,
+        label: String,
+    },
+    RotateCredential {
+        account: String,
+        label: String,
+        hash: String,
+        old_expire_at: i64,
+    },
+    CredentialUsed {
+        id: i64,
+        at: i64,
+        ip: String,
+    },
     AddAlias {
         alias: String,
         target: String,
@@ -75,6 +96,27 @@ pub(crate) enum WriteOp {
 pub(crate) enum WriteOut {
     Unit,
     Bool(bool),
+    Id(i64),
+}
+
+async fn insert_credential(
+    c: &mut SqliteConnection,
+    account: &str,
+    label: &str,
+    hash: &str,
+    expires_at: Option<i64>,
+) -> Result<i64> {
+    let r = sqlx::query(
+        "INSERT INTO credentials (account, label, secret_hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(account)
+    .bind(label)
+    .bind(hash)
+    .bind(now_ms())
+    .bind(expires_at)
+    .execute(&mut *c)
+    .await?;
+    Ok(r.last_insert_rowid())
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -173,6 +215,69 @@ pub(crate) async fn apply(
                 .execute(&mut *c)
                 .await
                 .map_err(|e| exists_error(e, || format!("account {address}")))?;
+            insert_credential(c, address, "default", hash, None).await?;
+            Ok(WriteOut::Unit)
+        }
+        WriteOp::AddCredential {
+            account,
+            label,
+            hash,
+            expires_at,
+        } => {
+            let exists = sqlx::query("SELECT 1 FROM accounts WHERE address = ?")
+                .bind(account)
+                .fetch_optional(&mut *c)
+                .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(format!("account {account}")));
+            }
+            let id = insert_credential(c, account, label, hash, *expires_at).await?;
+            Ok(WriteOut::Id(id))
+        }
+        WriteOp::RevokeCredential { account, label } => {
+            let r = sqlx::query(
+                "UPDATE credentials SET revoked_at = ? WHERE account = ? AND label = ? AND revoked_at IS NULL",
+            )
+            .bind(now_ms())
+            .bind(account)
+            .bind(label)
+            .execute(&mut *c)
+            .await?;
+            Ok(WriteOut::Bool(r.rows_affected() > 0))
+        }
+        WriteOp::RotateCredential {
+            account,
+            label,
+            hash,
+            old_expire_at,
+        } => {
+            let now = now_ms();
+            let r = sqlx::query(
+                "UPDATE credentials SET expires_at = MIN(COALESCE(expires_at, ?1), ?1) \
+                 WHERE account = ?2 AND label = ?3 AND revoked_at IS NULL \
+                 AND (expires_at IS NULL OR expires_at > ?4)",
+            )
+            .bind(old_expire_at)
+            .bind(account)
+            .bind(label)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            if r.rows_affected() == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "active credential \"{label}\" of {account}"
+                )));
+            }
+            let id = insert_credential(c, account, label, hash, None).await?;
+            Ok(WriteOut::Id(id))
+        }
+        WriteOp::CredentialUsed { id, at, ip } => {
+            sqlx::query("UPDATE credentials SET last_used_at = ?, last_used_ip = ? WHERE id = ?")
+                .bind(at)
+                .bind(ip)
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
             Ok(WriteOut::Unit)
         }
         WriteOp::SetPassword { address, hash } => {
@@ -181,7 +286,23 @@ pub(crate) async fn apply(
                 .bind(address)
                 .execute(&mut *c)
                 .await?;
-            Ok(WriteOut::Bool(r.rows_affected() > 0))
+            if r.rows_affected() == 0 {
+                return Ok(WriteOut::Bool(false));
+            }
+            // The password is the credential "default": replace its secret, or add it again
+            // if it was revoked.
+            let d = sqlx::query(
+                "UPDATE credentials SET secret_hash = ?, expires_at = NULL \
+                 WHERE account = ? AND label = 'default' AND revoked_at IS NULL",
+            )
+            .bind(hash)
+            .bind(address)
+            .execute(&mut *c)
+            .await?;
+            if d.rows_affected() == 0 {
+                insert_credential(c, address, "default", hash, None).await?;
+            }
+            Ok(WriteOut::Bool(true))
         }
         WriteOp::RemoveAccount { address } => {
             let r = sqlx::query("DELETE FROM accounts WHERE address = ?")

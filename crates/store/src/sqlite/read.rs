@@ -38,6 +38,31 @@ fn account_row(r: &SqliteRow) -> Result<AccountRecord> {
     })
 }
 
+pub(super) async fn credentials(pool: &SqlitePool, account: &str) -> Result<Vec<CredentialRecord>> {
+    let rows = sqlx::query(
+        "SELECT id, account, label, secret_hash, created_at, expires_at, revoked_at, \
+         last_used_at, last_used_ip FROM credentials WHERE account = ? ORDER BY id",
+    )
+    .bind(account)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(CredentialRecord {
+                id: r.try_get(0)?,
+                account: r.try_get(1)?,
+                label: r.try_get(2)?,
+                secret_hash: r.try_get(3)?,
+                created_at: r.try_get(4)?,
+                expires_at: r.try_get(5)?,
+                revoked_at: r.try_get(6)?,
+                last_used_at: r.try_get(7)?,
+                last_used_ip: r.try_get(8)?,
+            })
+        })
+        .collect()
+}
+
 pub(super) async fn account(pool: &SqlitePool, address: &str) -> Result<Option<AccountRecord>> {
     let row =
         sqlx::query("SELECT address, password_hash, created_at FROM accounts WHERE address = ?")

@@ -1,0 +1,171 @@
+//! Credentials over real sockets: several per account, rotation with a grace period, expiry,
+//! revocation, last use, and failures that look the same in reply and timing.
+
+use std::time::{Duration, Instant};
+use testkit::{Conn, TestServer, b64};
+
+fn bin() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_postrider"))
+}
+
+/// Failures are answered 400 ms after AUTH began.
+fn server() -> TestServer {
+    let s = TestServer::start(bin(), "[auth]\nfailure_delay = \"400ms\"\n").unwrap();
+    s.admin_ok(&["domain", "add", "example.test"]);
+    s.add_account("alice@example.test", "alice-pw");
+    s
+}
+
+/// STARTTLS, then AUTH PLAIN; the reply and how long it took.
+fn auth(s: &TestServer, user: &str, password: &str) -> (u16, String, Duration) {
+    let mut c: Conn = s.connect(s.ports.submission);
+    c.expect("EHLO client.test", "250");
+    c.starttls();
+    c.expect("EHLO client.test", "250");
+    let started = Instant::now();
+    let r = c.cmd(&format!(
+        "AUTH PLAIN {}",
+        b64(&format!("\0{user}\0{password}"))
+    ));
+    (r.code, r.text, started.elapsed())
+}
+
+/// The secret printed by `credential add` or `credential rotate`.
+fn secret(out: &str) -> String {
+    out.lines()
+        .find_map(|l| {
+            l.strip_prefix("secret: ")
+                .or_else(|| l.strip_prefix("new secret: "))
+        })
+        .unwrap_or_else(|| panic!("no secret in {out}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn an_account_logs_in_with_any_active_credential_and_the_last_use_is_recorded() {
+    let s = server();
+    let out = s.admin_ok(&["credential", "add", "alice@example.test", "billing-app"]);
+    let app = secret(&out);
+    assert_eq!(auth(&s, "alice@example.test", "alice-pw").0, 235);
+    assert_eq!(auth(&s, "alice@example.test", &app).0, 235);
+    let list = s.admin_ok(&["credential", "list", "alice@example.test"]);
+    let row = list
+        .lines()
+        .find(|l| l.starts_with("billing-app"))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(row.contains("active"), "{list}");
+    assert!(row.contains("from 127.0.0.1"), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("default") && l.contains("active")),
+        "{list}"
+    );
+    assert!(s.log().contains("credential=billing-app"), "{}", s.log());
+    // A second active credential with the same label is refused with a hint.
+    let o = s.admin(&["credential", "add", "alice@example.test", "billing-app"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("credential rotate"),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn rotation_keeps_the_old_secret_for_the_grace_period_then_it_fails_like_a_wrong_password() {
+    let s = server();
+    let old = secret(&s.admin_ok(&["credential", "add", "alice@example.test", "app"]));
+    let out = s.admin_ok(&[
+        "credential",
+        "rotate",
+        "alice@example.test",
+        "app",
+        "--grace",
+        "3s",
+    ]);
+    assert!(out.contains("keeps working until"), "{out}");
+    let new = secret(&out);
+    assert_ne!(old, new);
+    assert_eq!(auth(&s, "alice@example.test", &old).0, 235);
+    assert_eq!(auth(&s, "alice@example.test", &new).0, 235);
+    std::thread::sleep(Duration::from_millis(3500));
+    let (code, text, _) = auth(&s, "alice@example.test", &old);
+    let wrong = auth(&s, "alice@example.test", "not-the-password");
+    assert_eq!((code, &text), (wrong.0, &wrong.1));
+    assert_eq!(code, 535);
+    assert!(text.starts_with("5.7.8"), "{text}");
+    assert_eq!(auth(&s, "alice@example.test", &new).0, 235);
+    let list = s.admin_ok(&["credential", "list", "alice@example.test"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("app") && l.contains("expired")),
+        "{list}"
+    );
+    // Rotating a label the account does not have says what to do.
+    let o = s.admin(&["credential", "rotate", "alice@example.test", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("credential add"),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn expired_and_revoked_credentials_fail_like_a_wrong_password() {
+    let s = server();
+    let short = secret(&s.admin_ok(&[
+        "credential",
+        "add",
+        "alice@example.test",
+        "short",
+        "--expires",
+        "1s",
+    ]));
+    let app = secret(&s.admin_ok(&["credential", "add", "alice@example.test", "app"]));
+    assert_eq!(auth(&s, "alice@example.test", &short).0, 235);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(auth(&s, "alice@example.test", &short).0, 535);
+    let out = s.admin_ok(&["credential", "revoke", "alice@example.test", "app"]);
+    assert!(out.contains("revoked"), "{out}");
+    assert_eq!(auth(&s, "alice@example.test", &app).0, 535);
+    // The account password is untouched.
+    assert_eq!(auth(&s, "alice@example.test", "alice-pw").0, 235);
+    let o = s.admin(&["credential", "revoke", "alice@example.test", "app"]);
+    assert_eq!(o.status.code(), Some(1));
+    let o = s.admin(&[
+        "credential",
+        "add",
+        "alice@example.test",
+        "x",
+        "--expires",
+        "soon",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("7d"), "{o:?}");
+}
+
+#[test]
+fn unknown_users_and_wrong_passwords_get_the_same_reply_at_the_same_time() {
+    let s = server();
+    // An account with several credentials costs more argon2 work on a wrong password than an
+    // unknown user; the fixed failure time hides it.
+    for label in ["a", "b", "c"] {
+        s.admin_ok(&["credential", "add", "alice@example.test", label]);
+    }
+    let mut unknown = Vec::new();
+    let mut wrong = Vec::new();
+    for _ in 0..3 {
+        let u = auth(&s, "nobody@example.test", "whatever");
+        let w = auth(&s, "alice@example.test", "whatever");
+        assert_eq!((u.0, &u.1), (w.0, &w.1));
+        assert_eq!(u.0, 535);
+        unknown.push(u.2);
+        wrong.push(w.2);
+    }
+    for d in unknown.iter().chain(&wrong) {
+        assert!(
+            *d >= Duration::from_millis(400) && *d < Duration::from_millis(650),
+            "a failure took {d:?}; unknown {unknown:?}, wrong {wrong:?}"
+        );
+    }
+}
