@@ -9,10 +9,12 @@
 //! user runs against a dummy hash so the reply time does not reveal whether an account exists.
 #![forbid(unsafe_code)]
 
+mod guard;
 mod password;
 mod resolve;
 mod senders;
 
+pub use guard::{Guard, GuardSettings, Verdict};
 pub use password::{generate_password, hash_password, verify_password};
 pub use resolve::Resolution;
 pub use senders::SenderPolicy;

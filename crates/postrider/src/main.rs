@@ -55,6 +55,9 @@ enum Command {
     /// Accounts: mailboxes that can log in.
     #[command(subcommand)]
     Account(cli::directory::AccountCmd),
+    /// Bans after repeated failed logins: list, remove.
+    #[command(subcommand)]
+    Ban(cli::ban::BanCmd),
     /// Credentials: the secrets an account logs in with (add, list, revoke, rotate).
     #[command(subcommand)]
     Credential(cli::credential::CredentialCmd),
@@ -67,6 +70,9 @@ enum Command {
     /// Stored mail.
     #[command(subcommand)]
     Mailbox(cli::mailbox::MailboxCmd),
+    /// TLS certificates: check what the server presents and when it expires.
+    #[command(subcommand)]
+    Tls(cli::tls::TlsCmd),
 }
 
 fn main() -> ExitCode {
@@ -93,9 +99,11 @@ fn main() -> ExitCode {
             Command::Domain(c) => cli::directory::domain(ctx, c).await,
             Command::Account(c) => cli::directory::account(ctx, c).await,
             Command::Credential(c) => cli::credential::run(ctx, c).await,
+            Command::Ban(c) => cli::ban::run(ctx, c).await,
             Command::Alias(c) => cli::directory::alias(ctx, c).await,
             Command::Queue(c) => cli::queue::run(ctx, c).await,
             Command::Mailbox(c) => cli::mailbox::run(ctx, c).await,
+            Command::Tls(c) => cli::tls::run(ctx, c),
         }
     });
     match result {

@@ -8,9 +8,13 @@ fn bin() -> &'static std::path::Path {
     std::path::Path::new(env!("CARGO_BIN_EXE_postrider"))
 }
 
-/// Failures are answered 400 ms after AUTH began.
+/// Failures are answered 400 ms after AUTH began (no growth with repeated failures).
 fn server() -> TestServer {
-    let s = TestServer::start(bin(), "[auth]\nfailure_delay = \"400ms\"\n").unwrap();
+    let s = TestServer::start(
+        bin(),
+        "[auth]\nfailure_delay = \"400ms\"\nmax_failure_delay = \"400ms\"\n",
+    )
+    .unwrap();
     s.admin_ok(&["domain", "add", "example.test"]);
     s.add_account("alice@example.test", "alice-pw");
     s
@@ -168,4 +172,53 @@ fn unknown_users_and_wrong_passwords_get_the_same_reply_at_the_same_time() {
             "a failure took {d:?}; unknown {unknown:?}, wrong {wrong:?}"
         );
     }
+}
+
+#[test]
+fn auth_needs_tls_unless_the_dangerous_setting_names_the_client_network() {
+    // By default: no AUTH offered before STARTTLS, and AUTH there is refused with 530 5.7.0.
+    let s = server();
+    let mut c = s.connect(s.ports.submission);
+    let ehlo = c.cmd("EHLO client.test");
+    assert!(!ehlo.text.contains("AUTH"), "{ehlo:?}");
+    let r = c.cmd(&format!(
+        "AUTH PLAIN {}",
+        b64("\0alice@example.test\0alice-pw")
+    ));
+    assert_eq!(r.code, 530, "{r:?}");
+    assert!(r.text.starts_with("5.7.0"), "{r:?}");
+    // Malformed SASL gets 501 5.5.2 (after TLS).
+    let mut c = s.connect(s.ports.submission);
+    c.expect("EHLO client.test", "250");
+    c.starttls();
+    c.expect("EHLO client.test", "250");
+    c.expect("AUTH PLAIN !!!not-base64!!!", "501 5.5.2");
+
+    // A legacy device's network allowed to send its password in clear text.
+    let s = TestServer::start(
+        bin(),
+        "[auth]\ndangerous_plaintext_auth_networks = [\"127.0.0.0/8\"]\n",
+    )
+    .unwrap();
+    s.admin_ok(&["domain", "add", "example.test"]);
+    s.add_account("alice@example.test", "alice-pw");
+    let mut c = s.connect(s.ports.submission);
+    let ehlo = c.cmd("EHLO client.test");
+    assert!(ehlo.text.contains("AUTH PLAIN LOGIN"), "{ehlo:?}");
+    c.expect(
+        &format!("AUTH PLAIN {}", b64("\0alice@example.test\0alice-pw")),
+        "235",
+    );
+    // Another network is not named: still refused there (the setting is per network).
+    let s2 = TestServer::start(
+        bin(),
+        "[auth]\ndangerous_plaintext_auth_networks = [\"192.0.2.0/24\"]\n",
+    )
+    .unwrap();
+    let mut c = s2.connect(s2.ports.submission);
+    c.expect("EHLO client.test", "250");
+    c.expect(
+        &format!("AUTH PLAIN {}", b64("\0alice@example.test\0alice-pw")),
+        "530",
+    );
 }

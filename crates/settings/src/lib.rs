@@ -84,6 +84,19 @@ pub struct Log {
 pub struct Tls {
     /// Certificate and key files, or `None` for the self-signed certificate in the data dir.
     pub files: Option<(PathBuf, PathBuf)>,
+    /// Further certificates, chosen by the name a client asks for (`[[tls.sni]]`).
+    pub sni: Vec<SniCertificate>,
+    /// How often certificate files are checked for changes; zero: only on SIGHUP.
+    pub reload_interval: Duration,
+}
+
+/// A certificate chosen by SNI (`[[tls.sni]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SniCertificate {
+    /// Lower-case host names, `*.example.com` for one label; empty: the certificate's own names.
+    pub hostnames: Vec<String>,
+    pub certificate: PathBuf,
+    pub private_key: PathBuf,
 }
 
 #[derive(Debug, Clone)]
@@ -110,8 +123,19 @@ pub struct Relay {
 /// SMTP AUTH (`[auth]`).
 #[derive(Debug, Clone)]
 pub struct Auth {
-    /// Every failure is answered this long after its AUTH command began.
+    /// Every failure is answered this long after its AUTH command began (doubling per
+    /// further failure, up to `max_failure_delay`).
     pub failure_delay: Duration,
+    pub max_failure_delay: Duration,
+    pub max_failures_per_session: u32,
+    /// 0: never.
+    pub ban_ip_after: u32,
+    /// 0: never.
+    pub lock_account_after: u32,
+    pub failure_window: Duration,
+    pub ban_time: Duration,
+    /// Networks allowed to AUTH without TLS (passwords in clear text).
+    pub dangerous_plaintext_auth_networks: Vec<IpNet>,
 }
 
 /// A route for remote mail (`[[transport]]`).
@@ -522,6 +546,53 @@ mod tests {
     fn certificate_without_key_is_refused() {
         let p = problems("[tls]\ncertificate = \"/etc/ssl/x.pem\"\n");
         assert!(p.iter().any(|m| m.starts_with("tls.private_key:")), "{p:?}");
+    }
+
+    #[test]
+    fn sni_certificates_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |n: &str| {
+            let p = dir.path().join(n);
+            std::fs::write(&p, "x").unwrap();
+            p.display().to_string()
+        };
+        let (c1, k1, c2, k2) = (file("a.crt"), file("a.key"), file("b.crt"), file("b.key"));
+        let c = Config::from_toml_str(
+            &format!(
+                "[tls]\nreload_interval = \"2s\"\n\
+                 [[tls.sni]]\nhostnames = [\"Mail.Example.com.\", \"*.example.net\"]\ncertificate = \"{c1}\"\nprivate_key = \"{k1}\"\n\
+                 [[tls.sni]]\ncertificate = \"{c2}\"\nprivate_key = \"{k2}\"\n"
+            ),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(c.tls.reload_interval, Duration::from_secs(2));
+        assert_eq!(c.tls.sni.len(), 2);
+        assert_eq!(
+            c.tls.sni[0].hostnames,
+            vec!["mail.example.com", "*.example.net"]
+        );
+        assert!(c.tls.sni[1].hostnames.is_empty());
+        assert_eq!(
+            Config::defaults().tls.reload_interval,
+            Duration::from_secs(5)
+        );
+
+        let p = problems(&format!(
+            "[[tls.sni]]\nhostnames = [\"*.com\", \"bad name\", \"a.example\"]\ncertificate = \"/nonexistent/x.pem\"\nprivate_key = \"{k1}\"\n\
+             [[tls.sni]]\nhostnames = [\"A.example\"]\ncertificate = \"{c2}\"\nprivate_key = \"\"\n"
+        ));
+        for key in [
+            "tls.sni[0].hostnames[0]",
+            "tls.sni[0].hostnames[1]",
+            "tls.sni[0].certificate",
+            "tls.sni[1].hostnames[0]",
+            "tls.sni[1].private_key",
+        ] {
+            assert!(p.iter().any(|m| m.starts_with(key)), "{key}: {p:?}");
+        }
+        let p = problems("[[tls.sni]]\ncertificate = \"a\"\nprivate_key = \"b\"\nhostname = []\n");
+        assert!(p.iter().any(|m| m.contains("hostname")), "{p:?}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use crate::units::{parse_duration, parse_size};
 use crate::{
     Auth, Config, DEFAULTS_TOML, Delivery, IpPool, Lanes, Listener, Log, LogFormat, Outbound,
-    PoolAddress, Problem, Relay, Role, Server, Smtp, Tls, Transport,
+    PoolAddress, Problem, Relay, Role, Server, Smtp, SniCertificate, Tls, Transport,
 };
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -37,6 +37,13 @@ pub(crate) struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawAuth {
     failure_delay: String,
+    max_failure_delay: String,
+    max_failures_per_session: i64,
+    ban_ip_after: i64,
+    lock_account_after: i64,
+    failure_window: String,
+    ban_time: String,
+    dangerous_plaintext_auth_networks: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -138,6 +145,17 @@ struct RawLog {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawTls {
+    certificate: String,
+    private_key: String,
+    sni: Vec<RawSni>,
+    reload_interval: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSni {
+    #[serde(default)]
+    hostnames: Vec<String>,
     certificate: String,
     private_key: String,
 }
@@ -434,37 +452,7 @@ impl RawConfig {
                 message: "must not be empty".into(),
             });
         }
-        let tls = match (self.tls.certificate.trim(), self.tls.private_key.trim()) {
-            ("", "") => Tls { files: None },
-            (cert, "") => {
-                let _ = cert;
-                c.problems.push(Problem {
-                    key: "tls.private_key".into(),
-                    message: "tls.certificate is set, so the private key file is needed too".into(),
-                });
-                Tls { files: None }
-            }
-            ("", _) => {
-                c.problems.push(Problem {
-                    key: "tls.certificate".into(),
-                    message: "tls.private_key is set, so the certificate file is needed too".into(),
-                });
-                Tls { files: None }
-            }
-            (cert, key) => {
-                for (k, p) in [("tls.certificate", cert), ("tls.private_key", key)] {
-                    if !std::path::Path::new(p).is_file() {
-                        c.problems.push(Problem {
-                            key: k.into(),
-                            message: format!("file \"{p}\" does not exist or is not readable"),
-                        });
-                    }
-                }
-                Tls {
-                    files: Some((PathBuf::from(cert), PathBuf::from(key))),
-                }
-            }
-        };
+        let tls = check_tls(&self.tls, &mut c);
         let listeners = check_listeners(&self.listener, &mut c.problems);
         let mut relay_networks = Vec::new();
         for (i, n) in self.relay.networks.iter().enumerate() {
@@ -577,7 +565,39 @@ impl RawConfig {
         };
         let auth_settings = Auth {
             failure_delay: c.duration("auth.failure_delay", &self.auth.failure_delay),
+            max_failure_delay: c.duration("auth.max_failure_delay", &self.auth.max_failure_delay),
+            max_failures_per_session: c
+                .count(
+                    "auth.max_failures_per_session",
+                    self.auth.max_failures_per_session,
+                    1,
+                )
+                .min(u32::MAX as i64) as u32,
+            ban_ip_after: c
+                .count("auth.ban_ip_after", self.auth.ban_ip_after, 0)
+                .min(u32::MAX as i64) as u32,
+            lock_account_after: c
+                .count("auth.lock_account_after", self.auth.lock_account_after, 0)
+                .min(u32::MAX as i64) as u32,
+            failure_window: c.duration("auth.failure_window", &self.auth.failure_window),
+            ban_time: c.duration("auth.ban_time", &self.auth.ban_time),
+            dangerous_plaintext_auth_networks: Vec::new(),
         };
+        let mut auth_settings = auth_settings;
+        for (i, n) in self
+            .auth
+            .dangerous_plaintext_auth_networks
+            .iter()
+            .enumerate()
+        {
+            match crate::parse_net(n) {
+                Ok(net) => auth_settings.dangerous_plaintext_auth_networks.push(net),
+                Err(e) => c.problems.push(Problem {
+                    key: format!("auth.dangerous_plaintext_auth_networks[{i}]"),
+                    message: e,
+                }),
+            }
+        }
         if !c.problems.is_empty() {
             return Err(c.problems);
         }
@@ -605,6 +625,97 @@ impl RawConfig {
             delivery,
             listeners,
         })
+    }
+}
+
+fn check_tls(raw: &RawTls, c: &mut Checker) -> Tls {
+    let files = match (raw.certificate.trim(), raw.private_key.trim()) {
+        ("", "") => None,
+        (_, "") => {
+            c.problems.push(Problem {
+                key: "tls.private_key".into(),
+                message: "tls.certificate is set, so the private key file is needed too".into(),
+            });
+            None
+        }
+        ("", _) => {
+            c.problems.push(Problem {
+                key: "tls.certificate".into(),
+                message: "tls.private_key is set, so the certificate file is needed too".into(),
+            });
+            None
+        }
+        (cert, key) => {
+            check_tls_file(c, "tls.certificate", cert);
+            check_tls_file(c, "tls.private_key", key);
+            Some((PathBuf::from(cert), PathBuf::from(key)))
+        }
+    };
+    let mut sni = Vec::new();
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for (i, s) in raw.sni.iter().enumerate() {
+        let key = |k: &str| format!("tls.sni[{i}].{k}");
+        let mut hostnames = Vec::new();
+        for (j, h) in s.hostnames.iter().enumerate() {
+            let name = h.trim().trim_end_matches('.').to_lowercase();
+            let ok = match name.strip_prefix("*.") {
+                Some(rest) => valid_hostname(rest) && rest.contains('.'),
+                None => valid_hostname(&name),
+            };
+            if !ok {
+                c.problems.push(Problem {
+                    key: format!("tls.sni[{i}].hostnames[{j}]"),
+                    message: format!(
+                        "\"{h}\" is not a host name; write e.g. \"mail.example.com\", or \"*.example.com\" for every name one label under example.com"
+                    ),
+                });
+                continue;
+            }
+            if let Some((_, other)) = seen.iter().find(|(n, _)| *n == name) {
+                c.problems.push(Problem {
+                    key: format!("tls.sni[{i}].hostnames[{j}]"),
+                    message: format!(
+                        "\"{name}\" is already listed in tls.sni[{other}]; a name can have one certificate"
+                    ),
+                });
+                continue;
+            }
+            seen.push((name.clone(), i));
+            hostnames.push(name);
+        }
+        let cert = s.certificate.trim();
+        let pkey = s.private_key.trim();
+        for (k, v) in [("certificate", cert), ("private_key", pkey)] {
+            if v.is_empty() {
+                c.problems.push(Problem {
+                    key: key(k),
+                    message: "must name a PEM file".into(),
+                });
+            } else {
+                check_tls_file(c, &key(k), v);
+            }
+        }
+        sni.push(SniCertificate {
+            hostnames,
+            certificate: PathBuf::from(cert),
+            private_key: PathBuf::from(pkey),
+        });
+    }
+    Tls {
+        files,
+        sni,
+        reload_interval: c.duration("tls.reload_interval", &raw.reload_interval),
+    }
+}
+
+fn check_tls_file(c: &mut Checker, key: &str, path: &str) {
+    if !std::path::Path::new(path).is_file() {
+        c.problems.push(Problem {
+            key: key.into(),
+            message: format!(
+                "file \"{path}\" does not exist or is not readable; correct the path (relative paths start in the directory postrider is started in)"
+            ),
+        });
     }
 }
 

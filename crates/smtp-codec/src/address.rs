@@ -88,6 +88,23 @@ impl Address {
     }
 }
 
+impl ReversePath {
+    /// Parses MAIL FROM's argument after `FROM:`: `<>` or `<mailbox>`, leading spaces
+    /// tolerated; returns the path and the text after the `>` (empty, or the parameters after a
+    /// space).
+    pub fn parse(input: &str) -> Result<(ReversePath, &str), AddressError> {
+        parse_reverse_path(input)
+    }
+}
+
+impl ForwardPath {
+    /// Parses RCPT TO's argument after `TO:`: `<Postmaster>` or `<mailbox>`, leading spaces
+    /// tolerated; returns the path and the text after the `>`.
+    pub fn parse(input: &str) -> Result<(ForwardPath, &str), AddressError> {
+        parse_forward_path(input)
+    }
+}
+
 impl std::fmt::Display for Address {
     /// Writes the address in SMTP form, quoting the local part when it is not a dot-atom.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

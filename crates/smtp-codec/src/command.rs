@@ -69,9 +69,19 @@ pub enum CommandError {
     UnknownParameter(String),
     /// A supported parameter with a malformed or repeated value (501 5.5.4); the text names it.
     BadParameter(&'static str),
-    /// Bytes that are not valid UTF-8, or a NUL, in the command line (500 5.5.2).
+    /// Bytes that are not valid UTF-8, or a control character such as NUL, in the verb or in
+    /// a line whose verb is unknown (500 5.5.2).
     InvalidBytes,
+    /// The same in the arguments of a known command, e.g. a NUL or a Latin-1 octet in an
+    /// address (501 5.5.4: RFC 5321 §4.2.2 "syntax error in parameters or arguments").
+    InvalidArgumentBytes,
 }
+
+/// The verbs [`parse_command`] knows, for telling a bad argument from a bad command.
+const VERBS: [&str; 14] = [
+    "EHLO", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "EXPN", "HELP",
+    "STARTTLS", "AUTH",
+];
 
 /// Parses one command line (without its CRLF).
 ///
@@ -79,10 +89,13 @@ pub enum CommandError {
 /// control characters other than TAB. Trailing spaces and TABs are ignored, and so are extra
 /// spaces between the verb and its argument.
 pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
-    let line = std::str::from_utf8(line).map_err(|_| CommandError::InvalidBytes)?;
-    if line.chars().any(|c| c.is_control() && c != '\t') {
-        return Err(CommandError::InvalidBytes);
+    let Ok(text) = std::str::from_utf8(line) else {
+        return Err(invalid_bytes(line));
+    };
+    if text.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(invalid_bytes(line));
     }
+    let line = text;
     let line = line.trim_end_matches([' ', '\t']);
     let (verb, arg) = match line.split_once(' ') {
         Some((verb, arg)) => (verb, arg.trim_start_matches(' ')),
@@ -135,6 +148,25 @@ pub fn parse_command(line: &[u8]) -> Result<Command, CommandError> {
         parse_auth(arg)
     } else {
         Err(CommandError::Unrecognized)
+    }
+}
+
+/// Which error a line with invalid bytes gets: [`CommandError::InvalidArgumentBytes`] when it
+/// starts with a known verb and a space (the bad bytes are then in the arguments), else
+/// [`CommandError::InvalidBytes`].
+fn invalid_bytes(line: &[u8]) -> CommandError {
+    let verb_end = line.iter().position(|&b| b == b' ');
+    let known = verb_end
+        .and_then(|end| line.get(..end))
+        .is_some_and(|verb| {
+            VERBS
+                .iter()
+                .any(|v| verb.eq_ignore_ascii_case(v.as_bytes()))
+        });
+    if known {
+        CommandError::InvalidArgumentBytes
+    } else {
+        CommandError::InvalidBytes
     }
 }
 
@@ -479,9 +511,25 @@ mod tests {
         for line in [
             &b"EHLO \xff"[..],
             b"MAIL FROM:<a\x00@b>",
+            b"mail FROM:<j\xf6rg@b> SMTPUTF8",
+            b"RCPT TO:<a@b>\x00",
             b"NOOP \x1b[0m",
-            b"DATA\r",
             b"HELO a\x7f",
+        ] {
+            assert_eq!(
+                parse_command(line),
+                Err(CommandError::InvalidArgumentBytes),
+                "{line:?}"
+            );
+        }
+        for line in [
+            &b"DATA\r"[..],
+            b"NO\x00OP",
+            b"\x00",
+            b"\xff\xfe",
+            b"GET\x00 /",
+            b"MAIL\x00FROM:<a@b>",
+            b"RCPT\tTO:<a\x00@b>",
         ] {
             assert_eq!(
                 parse_command(line),
@@ -498,7 +546,7 @@ mod tests {
         );
         assert_eq!(
             parse_command("NOOP \u{85}".as_bytes()),
-            Err(CommandError::InvalidBytes)
+            Err(CommandError::InvalidArgumentBytes)
         );
     }
 

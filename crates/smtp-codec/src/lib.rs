@@ -4,7 +4,8 @@
 //! (RFC 5321, 1870, 6152, 6531, 3461, 3030, 4954), holds the one reply table with enhanced status
 //! codes (RFC 3463, 2034), builds the EHLO capability list, and decodes message bodies strictly:
 //! DATA with dot-unstuffing and BDAT chunks, both refusing bare CR, bare LF and NUL (SMTP
-//! smuggling defence).
+//! smuggling defence). [`sasl`] decodes AUTH client responses (RFC 4954 base64, PLAIN per
+//! RFC 4616, LOGIN).
 //!
 //! For the outbound relay, [`client`] is the other side: it parses the replies of remote servers
 //! and their EHLO capabilities, encodes commands, and dot-stuffs message bodies.
@@ -26,6 +27,7 @@ pub mod ehlo;
 pub mod line;
 pub mod params;
 pub mod reply;
+pub mod sasl;
 pub mod xtext;
 
 pub use address::{Address, AddressError, ForwardPath, ReversePath};
@@ -39,3 +41,4 @@ pub use ehlo::Capabilities;
 pub use line::{LineFrame, frame_line, skip_line};
 pub use params::{Body, MailParams, Notify, Orcpt, RcptParams, Ret};
 pub use reply::{Enhanced, Reply};
+pub use sasl::{PlainCredentials, Response as SaslResponse, SaslError};

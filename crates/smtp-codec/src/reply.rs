@@ -118,6 +118,23 @@ pub const TOO_MANY_CONNECTIONS_FROM_IP: Reply = r(
 );
 pub const TIMEOUT: Reply = r(421, (4, 4, 2), "Timeout exceeded, closing connection");
 pub const TOO_MANY_ERRORS: Reply = r(421, (4, 7, 0), "Too many errors, closing connection");
+pub const TOO_MANY_AUTH_FAILURES: Reply =
+    r(421, (4, 7, 0), "Too many failed logins, closing connection");
+pub const CLIENT_BANNED: Reply = r(
+    421,
+    (4, 7, 0),
+    "Too many failed logins from your address, try again later",
+);
+/// An over-long command line that goes on far past the limit without a line end: not an SMTP
+/// client (RFC 5321 §4.5.3.1.4 allows 512 octets), so the session ends.
+pub const LINE_TOO_LONG_CLOSING: Reply = r(421, (4, 7, 0), "Line too long, closing connection");
+/// An HTTP request line on an SMTP port: closed at once, so nothing in the request (a browser
+/// can be made to POST SMTP commands: cross-protocol attacks) is read as commands.
+pub const HTTP_REQUEST: Reply = r(
+    421,
+    (4, 7, 0),
+    "This is an SMTP server, not an HTTP server; closing connection",
+);
 pub const LOCAL_ERROR: Reply = r(451, (4, 3, 0), "Local error in processing, try again later");
 pub const STORAGE_FULL: Reply = r(452, (4, 3, 1), "Insufficient system storage");
 /// RFC 5321 §4.5.3.1.10: 452 for too many recipients; the client sends the rest later.
@@ -129,6 +146,10 @@ pub const AUTH_TEMP_FAILURE: Reply = r(454, (4, 7, 0), "Temporary authentication
 pub const UNRECOGNIZED: Reply = r(500, (5, 5, 1), "Command unrecognized");
 pub const LINE_TOO_LONG: Reply = r(500, (5, 5, 2), "Line too long");
 pub const INVALID_CHARACTERS: Reply = r(500, (5, 5, 2), "Invalid characters in command");
+/// RFC 5321 §4.2.2: 501 for a syntax error in arguments; RFC 3463 X.5.4 "invalid command
+/// arguments" (a NUL, a control character or octets that are not UTF-8).
+pub const INVALID_ARGUMENT_CHARACTERS: Reply =
+    r(501, (5, 5, 4), "Invalid characters in command arguments");
 /// RFC 4954 §4: an AUTH exchange line that is too long.
 pub const AUTH_LINE_TOO_LONG: Reply = r(500, (5, 5, 6), "Authentication exchange line is too long");
 pub const SYNTAX: Reply = r(501, (5, 5, 4), "Syntax error");
@@ -243,6 +264,7 @@ pub fn for_command_error(err: &crate::command::CommandError, is_rcpt: bool) -> R
         E::UnknownParameter(_) => PARAMETER_UNSUPPORTED,
         E::BadParameter(detail) => BAD_PARAMETER.with_text(format!("Invalid parameter: {detail}")),
         E::InvalidBytes => INVALID_CHARACTERS,
+        E::InvalidArgumentBytes => INVALID_ARGUMENT_CHARACTERS,
     }
 }
 

@@ -2,9 +2,8 @@
 //! included. Offered only on submission listeners and only over TLS.
 
 use crate::session::{Mode, Next, Session};
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
 use smtp_codec::reply;
+use smtp_codec::sasl::{self, Response};
 
 /// Where an AUTH exchange stands while waiting for the client's next line.
 pub(crate) enum AuthExchange {
@@ -22,18 +21,16 @@ enum Decoded {
     Malformed,
 }
 
-/// Decodes a client response: `*` cancels (RFC 4954 §4), `=` is an empty initial response.
+/// Decodes a client response with the codec (`smtp_codec::sasl`): `*` cancels (RFC 4954 §4),
+/// `=` is an empty initial response, anything else must be canonical base64.
 fn decode(line: &[u8]) -> Decoded {
-    let text = line.trim_ascii();
-    if text == b"*" {
-        return Decoded::Cancelled;
-    }
-    if text == b"=" {
-        return Decoded::Bytes(Vec::new());
-    }
-    match B64.decode(text) {
-        Ok(v) => Decoded::Bytes(v),
-        Err(_) => Decoded::Malformed,
+    match sasl::decode_response(line) {
+        Ok(Response::Data(v)) => Decoded::Bytes(v),
+        Ok(Response::Cancel) => Decoded::Cancelled,
+        Err(e) => {
+            tracing::debug!(error = %e, "AUTH response refused");
+            Decoded::Malformed
+        }
     }
 }
 
@@ -42,7 +39,7 @@ impl Session {
         if !self.cfg.role.requires_auth() {
             return self.reply(reply::NOT_IMPLEMENTED.with_text("AUTH not available on this port"));
         }
-        if self.tls.is_none() {
+        if self.tls.is_none() && !self.plaintext_auth_allowed() {
             return self.reply(reply::STARTTLS_REQUIRED);
         }
         if !matches!(self.helo, Some((_, true))) {
@@ -71,6 +68,15 @@ impl Session {
             },
             _ => self.reply(reply::AUTH_MECHANISM_UNSUPPORTED),
         }
+    }
+
+    /// Whether this client may AUTH without TLS (`auth.dangerous_plaintext_auth_networks`).
+    pub(crate) fn plaintext_auth_allowed(&self) -> bool {
+        let ip = self.peer.ip();
+        self.cfg
+            .plaintext_auth_networks
+            .iter()
+            .any(|n| n.contains(&ip))
     }
 
     fn challenge(&mut self, state: AuthExchange, text: &str) -> Next {
@@ -112,43 +118,66 @@ impl Session {
             Decoded::Cancelled => return self.reply(reply::AUTH_CANCELLED),
             Decoded::Malformed => return self.reply(reply::AUTH_MALFORMED),
         };
-        let parts: Vec<&[u8]> = bytes.split(|&b| b == 0).collect();
-        let [authz, user, pw] = parts.as_slice() else {
-            return self.reply(reply::AUTH_MALFORMED);
+        // RFC 4616 §2: three UTF-8 fields within the limits, authcid and passwd not empty.
+        let creds = match sasl::parse_plain(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "AUTH PLAIN message refused");
+                return self.reply(reply::AUTH_MALFORMED);
+            }
         };
-        let (Ok(authz), Ok(user), Ok(pw)) = (
-            std::str::from_utf8(authz),
-            std::str::from_utf8(user),
-            std::str::from_utf8(pw),
-        ) else {
-            return self.reply(reply::AUTH_MALFORMED);
-        };
+        let (authz, user) = (creds.authzid.as_str(), creds.authcid.as_str());
         if !authz.is_empty() && !authz.eq_ignore_ascii_case(user) {
             tracing::info!(user, authz, "AUTH refused: authorization identity differs");
             return self.reply(reply::AUTH_INVALID);
         }
-        let (user, pw) = (user.to_string(), pw.to_string());
-        self.verify(&user, &pw).await
+        self.verify(&creds.authcid, &creds.password).await
     }
 
     async fn verify(&mut self, user: &str, password: &str) -> Next {
-        let ip = self.peer.ip().to_string();
-        match self.svc.directory.authenticate(user, password, &ip).await {
+        let ip = self.peer.ip();
+        let name = user.trim().to_lowercase();
+        // A locked name fails like a wrong password, without trying the password.
+        let locked = self.svc.guard.account_locked(&name).await;
+        let result = if locked {
+            tracing::info!(user, "login to a locked account name refused");
+            Ok(None)
+        } else {
+            self.svc
+                .directory
+                .authenticate(user, password, &ip.to_string())
+                .await
+        };
+        match result {
             Ok(Some(login)) => {
                 tracing::info!(user = %login.account, credential = %login.credential, "authenticated");
+                self.svc.guard.success(ip);
                 self.auth = Some(login.account);
                 self.reply(reply::AUTH_OK)
             }
             Ok(None) => {
                 tracing::info!(user, "authentication failed");
-                // Unknown user, wrong password, expired or revoked credential: one reply, at
-                // one time after the AUTH command, whatever the work behind it.
+                // Unknown user, wrong password, expired or revoked credential, locked name: one
+                // reply, at one time after the AUTH command (growing with repeated failures),
+                // whatever the work behind it.
+                let verdict = self.svc.guard.failure(ip, &name).await;
                 let started = self
                     .auth_started
                     .take()
                     .unwrap_or_else(tokio::time::Instant::now);
-                tokio::time::sleep_until(started + self.cfg.auth_failure_delay).await;
-                self.reply(reply::AUTH_INVALID)
+                tokio::time::sleep_until(started + verdict.delay).await;
+                self.auth_failures += 1;
+                let next = self.reply(reply::AUTH_INVALID);
+                if verdict.banned || self.auth_failures >= self.cfg.max_auth_failures {
+                    tracing::info!(
+                        failures = self.auth_failures,
+                        banned = verdict.banned,
+                        "too many failed logins; closing"
+                    );
+                    reply::TOO_MANY_AUTH_FAILURES.encode(&mut self.out);
+                    return Next::Close;
+                }
+                next
             }
             Err(e) => {
                 tracing::error!(error = %e, "authentication lookup failed");

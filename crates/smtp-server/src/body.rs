@@ -21,6 +21,8 @@ pub(crate) struct BodySink {
     memory_limit: u64,
     spool_dir: PathBuf,
     pub oversized: bool,
+    /// The content is flawed and the message will be refused: nothing more is kept.
+    refused: bool,
     pub io_error: Option<std::io::Error>,
 }
 
@@ -35,6 +37,7 @@ impl BodySink {
             memory_limit,
             spool_dir,
             oversized: false,
+            refused: false,
             io_error: None,
         }
     }
@@ -62,6 +65,12 @@ impl BodySink {
             self.discard_file();
             return;
         }
+        if self.refused {
+            // Only counted, for the size limit and the BDAT chunk replies.
+            self.size = total;
+            self.buf.clear();
+            return;
+        }
         if self.file.is_none()
             && self.buf.len() as u64 > self.memory_limit
             && let Err(e) = self.spill()
@@ -76,6 +85,20 @@ impl BodySink {
         {
             self.io_error = Some(e);
         }
+    }
+
+    /// The message will be refused for its content (bare CR or LF, NUL, a long line): keep
+    /// nothing more of it in memory or on disk, so a message already refused costs neither,
+    /// however long it goes on. Its size is still counted.
+    pub fn discard(&mut self) {
+        if self.refused {
+            return;
+        }
+        self.refused = true;
+        // Octets written to the file are in `size` already; the rest are in `buf`.
+        self.size += self.buf.len() as u64;
+        self.buf = Vec::new();
+        self.discard_file();
     }
 
     fn spill(&mut self) -> std::io::Result<()> {
@@ -190,6 +213,30 @@ mod tests {
         };
         assert_eq!(size, 600);
         assert_eq!(std::fs::read(&path).unwrap().len(), 600);
+    }
+
+    #[test]
+    fn a_discarded_body_keeps_nothing_but_is_still_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = BodySink::new(1000, 100, dir.path().into());
+        for _ in 0..20 {
+            s.buf.extend_from_slice(b"0123456789\r\n");
+            s.settle();
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "spilled");
+        s.discard();
+        for _ in 0..20 {
+            s.buf.extend_from_slice(b"0123456789\r\n");
+            s.settle();
+            assert!(s.buf.is_empty());
+        }
+        assert_eq!(s.size(), 480);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        for _ in 0..50 {
+            s.buf.extend_from_slice(b"0123456789\r\n");
+            s.settle();
+        }
+        assert!(s.oversized, "the size limit still applies");
     }
 
     #[test]

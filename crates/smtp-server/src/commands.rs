@@ -18,6 +18,13 @@ impl Session {
         let cmd = match smtp_codec::parse_command(line) {
             Ok(c) => c,
             Err(e) => {
+                if is_http_request(line) {
+                    // Cross-protocol attacks: a web page can make a browser POST to port 25
+                    // with SMTP commands in the body. Close at once so no line of the request
+                    // is read as a command (Postfix does the same: smtpd_forbidden_commands).
+                    tracing::info!("HTTP request on an SMTP port; closing");
+                    return self.reply(reply::HTTP_REQUEST);
+                }
                 let is_rcpt = line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"RCPT");
                 tracing::debug!(error = ?e, "command refused");
                 return self.reply(reply::for_command_error(&e, is_rcpt));
@@ -54,8 +61,12 @@ impl Session {
     fn capabilities(&self) -> Capabilities {
         let tls_available = self.svc.tls.is_some();
         // AUTH is offered on submission listeners once the session is encrypted (RFC 8314
-        // §3.3, our policy: no plain-text passwords), and never on mx listeners.
-        let auth = if self.cfg.role.requires_auth() && self.tls.is_some() && self.auth.is_none() {
+        // §3.3, our policy: no plain-text passwords) — before that only to the networks of the
+        // dangerous setting — and never on mx listeners.
+        let auth = if self.cfg.role.requires_auth()
+            && (self.tls.is_some() || self.plaintext_auth_allowed())
+            && self.auth.is_none()
+        {
             vec!["PLAIN", "LOGIN"]
         } else {
             vec![]
@@ -420,6 +431,21 @@ impl Session {
     }
 }
 
+/// An HTTP/1.x request line (RFC 9112 §3: `method SP request-target SP HTTP-version`, the
+/// method case-sensitive), which no SMTP command line can be.
+fn is_http_request(line: &[u8]) -> bool {
+    const METHODS: [&[u8]; 9] = [
+        b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH",
+    ];
+    let mut parts = line.split(|&b| b == b' ');
+    let (Some(method), Some(target), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    METHODS.contains(&method) && !target.is_empty() && version.starts_with(b"HTTP/")
+}
+
 /// The first From: address of the header section that `account` may not use, if any.
 fn disallowed_from(policy: &accounts::SenderPolicy, account: &str, head: &[u8]) -> Option<String> {
     let parsed = mail_parser::MessageParser::default().parse_headers(head)?;
@@ -428,4 +454,45 @@ fn disallowed_from(policy: &accounts::SenderPolicy, account: &str, head: &[u8]) 
         .filter_map(|a| a.address())
         .find(|addr| !policy.allows(account, addr))
         .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_http_request;
+
+    #[test]
+    fn http_request_lines_are_recognised_and_smtp_lines_are_not() {
+        for line in [
+            &b"GET / HTTP/1.1"[..],
+            b"POST /submit HTTP/1.0",
+            b"CONNECT mx.example:25 HTTP/1.1",
+            b"OPTIONS * HTTP/1.1",
+            b"HEAD /x?y=z HTTP/1.1",
+            b"GET / HTTP/2",
+        ] {
+            assert!(
+                is_http_request(line),
+                "{:?}",
+                line.escape_ascii().to_string()
+            );
+        }
+        for line in [
+            &b"GET / HTTP"[..],
+            b"GET /",
+            b"GET",
+            b"get / HTTP/1.1",
+            b"GET  / HTTP/1.1",
+            b"GET / HTTP/1.1 x",
+            b"HELP GET / HTTP/1.1",
+            b"NOOP / HTTP/1.1",
+            b"Host: example",
+            b"MAIL FROM:<a@b>",
+        ] {
+            assert!(
+                !is_http_request(line),
+                "{:?}",
+                line.escape_ascii().to_string()
+            );
+        }
+    }
 }

@@ -58,8 +58,10 @@ pub struct SessionConfig {
     pub spool_memory_limit: u64,
     /// Client networks that may relay without authentication.
     pub relay_networks: Vec<ipnet::IpNet>,
-    /// AUTH failures are answered this long after the AUTH command began.
-    pub auth_failure_delay: Duration,
+    /// AUTH failures in one session before it is closed.
+    pub max_auth_failures: u32,
+    /// Client networks allowed to AUTH without TLS (a dangerous setting).
+    pub plaintext_auth_networks: Vec<ipnet::IpNet>,
 }
 
 /// The services a session uses, shared by all sessions.
@@ -67,6 +69,8 @@ pub struct Services {
     pub directory: Directory,
     /// Which addresses authenticated accounts may send as.
     pub senders: accounts::SenderPolicy,
+    /// Brute-force protection: failure delays, bans and locks.
+    pub guard: accounts::Guard,
     pub intake: Intake,
     /// `None` when TLS is not configured (STARTTLS then answers 454).
     pub tls: Option<TlsAcceptor>,

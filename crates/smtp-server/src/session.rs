@@ -24,7 +24,12 @@ use tracing::Instrument;
 static SESSION_IDS: AtomicU64 = AtomicU64::new(1);
 
 /// Longest line in an AUTH exchange (RFC 4954 §4: at least 12288 octets must be accepted).
-pub(crate) const MAX_AUTH_LINE: usize = 12_288;
+pub(crate) const MAX_AUTH_LINE: usize = smtp_codec::sasl::MAX_RESPONSE_LINE;
+
+/// How much of one over-long command or AUTH line is read and discarded, past its limit, before
+/// the session ends: a client that sends this much without a line end is not speaking SMTP
+/// (RFC 5321 §4.5.3.1.4: command lines are at most 512 octets).
+const MAX_DISCARD: usize = 64 * 1024;
 
 /// What the mail transaction holds (RFC 5321 §3.3); dropped by RSET, HELO/EHLO and the end of
 /// a message.
@@ -40,8 +45,10 @@ pub(crate) struct Transaction {
 
 pub(crate) enum Mode {
     Command,
-    /// Discarding the rest of an over-long command line.
-    DiscardLine,
+    /// Discarding the rest of an over-long command line; `discarded` octets so far.
+    DiscardLine {
+        discarded: usize,
+    },
     Data {
         decoder: DataDecoder,
         sink: BodySink,
@@ -81,6 +88,8 @@ pub(crate) struct Session {
     pub auth: Option<String>,
     /// When the AUTH exchange under way began (failures are answered at a fixed time after).
     pub auth_started: Option<tokio::time::Instant>,
+    /// Failed AUTH attempts in this session.
+    pub auth_failures: u32,
     pub tls: Option<String>,
     pub errors: u32,
     pub tx: Option<Transaction>,
@@ -116,6 +125,15 @@ pub async fn run_session(
             }
         };
         tracing::debug!("connected");
+        if svc.guard.ip_banned(peer.ip()).await {
+            tracing::info!("connection refused: the address is banned after failed logins");
+            let mut s = stream;
+            if cfg.role != crate::Role::Submissions {
+                let _ = s.write_all(reply::CLIENT_BANNED.to_wire().as_bytes()).await;
+            }
+            let _ = s.shutdown().await;
+            return;
+        }
         let mut session = Session {
             cfg,
             svc,
@@ -125,6 +143,7 @@ pub async fn run_session(
             helo: None,
             auth: None,
             auth_started: None,
+            auth_failures: 0,
             tls: None,
             errors: 0,
             tx: None,
@@ -156,8 +175,20 @@ impl Session {
             MaybeTls::Plain(tcp)
         };
         reply::greeting(&self.cfg.hostname).encode(&mut self.out);
+        // When the command being waited for must be complete. RFC 5321 §4.5.3.2.7 bounds the
+        // wait for the next command, so partial input does not extend it: a client trickling a
+        // byte at a time cannot hold its connection open (slowloris). Message data keeps a
+        // timeout per read (§4.5.3.2.5, "data block").
+        let mut command_deadline: Option<tokio::time::Instant> = None;
         loop {
+            let pending = self.inbuf.len();
             let next = self.process().await;
+            let discarding = matches!(self.mode, Mode::DiscardLine { .. });
+            if (self.inbuf.len() < pending || self.inbuf.is_empty()) && !discarding {
+                // A line was taken: the next command gets the whole timeout. Discarding an
+                // over-long line is no progress: that line must end within the timeout too.
+                command_deadline = None;
+            }
             if !self.out.is_empty() {
                 stream.write_all(&self.out).await?;
                 stream.flush().await?;
@@ -175,13 +206,14 @@ impl Session {
                 }
             }
             let in_data = matches!(self.mode, Mode::Data { .. } | Mode::Bdat { .. });
-            let timeout = if in_data {
-                self.cfg.data_timeout
+            let deadline = if in_data {
+                tokio::time::Instant::now() + self.cfg.data_timeout
             } else {
-                self.cfg.command_timeout
+                *command_deadline
+                    .get_or_insert_with(|| tokio::time::Instant::now() + self.cfg.command_timeout)
             };
             let read = tokio::select! {
-                r = tokio::time::timeout(timeout, stream.read_buf(&mut self.inbuf)) => r,
+                r = tokio::time::timeout_at(deadline, stream.read_buf(&mut self.inbuf)) => r,
                 _ = shutdown.changed(), if !in_data => {
                     reply::SHUTTING_DOWN.encode(&mut self.out);
                     stream.write_all(&self.out).await?;
@@ -248,24 +280,37 @@ impl Session {
                     Framed::Line(line) => self.command(&line).await,
                     Framed::TooLong { terminated } => {
                         if !terminated {
-                            self.mode = Mode::DiscardLine;
+                            self.mode = Mode::DiscardLine { discarded: 0 };
                         }
                         self.reply(reply::LINE_TOO_LONG)
                     }
                 },
-                Mode::DiscardLine => match smtp_codec::skip_line(&self.inbuf) {
+                Mode::DiscardLine { discarded } => match smtp_codec::skip_line(&self.inbuf) {
                     Some(n) => {
                         self.inbuf.advance(n);
                         self.mode = Mode::Command;
                         Next::Continue
                     }
                     None => {
+                        *discarded = discarded.saturating_add(self.inbuf.len());
                         self.inbuf.clear();
+                        if *discarded > MAX_DISCARD {
+                            tracing::info!(
+                                discarded = *discarded,
+                                "over-long line without an end; closing"
+                            );
+                            reply::LINE_TOO_LONG_CLOSING.encode(&mut self.out);
+                            return Next::Close;
+                        }
                         return Next::Continue;
                     }
                 },
                 Mode::Data { decoder, sink } => {
                     let (consumed, status) = decoder.decode(&self.inbuf, &mut sink.buf);
+                    if decoder.flaws().any() {
+                        // Refused at its end (554 5.6.0) whatever follows: keep none of it.
+                        sink.discard();
+                    }
                     sink.settle();
                     self.inbuf.advance(consumed);
                     match status {
@@ -301,7 +346,7 @@ impl Session {
                         self.mode = if terminated {
                             Mode::Command
                         } else {
-                            Mode::DiscardLine
+                            Mode::DiscardLine { discarded: 0 }
                         };
                         self.reply(reply::AUTH_LINE_TOO_LONG)
                     }
@@ -362,6 +407,10 @@ impl Session {
         }) = &mut self.tx
         {
             decoder.decode(chunk, &mut sink.buf);
+            if decoder.flaws().any() {
+                // Refused after the LAST chunk (554 5.6.0): keep none of it.
+                sink.discard();
+            }
             sink.settle();
         }
     }

@@ -120,6 +120,14 @@ pub trait Store: Send + Sync + 'static {
     /// Records a successful login with credential `id` from `ip` at `at_ms`.
     async fn credential_used(&self, id: i64, at_ms: i64, ip: &str) -> Result<()>;
 
+    // ---- bans ----------------------------------------------------------------------------------
+    /// Bans `value` of `kind` until `until_ms` (replacing an earlier ban of it).
+    async fn add_ban(&self, kind: &str, value: &str, until_ms: i64, reason: &str) -> Result<()>;
+    /// Lifts a ban; `false` if there was none.
+    async fn remove_ban(&self, kind: &str, value: &str) -> Result<bool>;
+    /// Bans still in force at `now_ms`, soonest to end first.
+    async fn bans(&self, now_ms: i64) -> Result<Vec<BanRecord>>;
+
     /// Adds `alias → target`. `AlreadyExists` for the same pair.
     async fn add_alias(&self, alias: &str, target: &str) -> Result<()>;
     async fn remove_alias(&self, alias: &str, target: &str) -> Result<bool>;

@@ -40,6 +40,18 @@ impl CredentialRecord {
     }
 }
 
+/// A temporary ban: of a client address (`kind` "ip") or of logins to an account name
+/// (`kind` "account").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanRecord {
+    pub kind: String,
+    pub value: String,
+    /// Unix ms when it ends.
+    pub until: i64,
+    pub reason: String,
+    pub created_at: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AliasRecord {
     pub alias: String,

@@ -79,6 +79,21 @@ impl Conn {
         c
     }
 
+    /// Wraps a connected socket (e.g. one bound to another loopback source address) and reads
+    /// the greeting.
+    pub fn from_tcp(tcp: TcpStream, cert: PathBuf) -> Conn {
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).ok();
+        let mut c = Conn {
+            stream: Some(Box::new(tcp.try_clone().expect("clone"))),
+            tcp: Some(tcp),
+            buf: Vec::new(),
+            cert,
+            greeting: None,
+        };
+        c.greeting = Some(c.reply());
+        c
+    }
+
     /// Connects without reading anything.
     pub fn raw(port: u16, cert: PathBuf) -> Conn {
         let tcp = Self::tcp(port);
@@ -127,6 +142,25 @@ impl Conn {
         let s = self.stream.as_mut().expect("stream");
         s.write_all(bytes).expect("write");
         s.flush().expect("flush");
+    }
+
+    /// Sends bytes as they are, returning the error instead of panicking (the server may close
+    /// the connection while a long input is still being written).
+    pub fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let s = self.stream.as_mut().expect("stream");
+        s.write_all(bytes)?;
+        s.flush()
+    }
+
+    /// What the server sends within `wait` without being asked: anything already buffered plus
+    /// what arrives in that time (plain connections only; empty when nothing came).
+    pub fn unsolicited(&mut self, wait: Duration) -> Vec<u8> {
+        if let Some(tcp) = self.tcp.as_ref().and_then(|t| t.try_clone().ok()) {
+            tcp.set_read_timeout(Some(wait)).ok();
+            self.fill();
+            tcp.set_read_timeout(Some(Duration::from_secs(30))).ok();
+        }
+        std::mem::take(&mut self.buf)
     }
 
     fn fill(&mut self) -> bool {

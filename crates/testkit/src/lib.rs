@@ -7,6 +7,7 @@
 mod client;
 mod dns;
 mod server;
+pub mod tls;
 
 pub use client::{Conn, Reply};
 pub use dns::TestDns;

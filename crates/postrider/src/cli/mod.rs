@@ -1,11 +1,13 @@
 //! The subcommands.
 
+pub mod ban;
 pub mod config;
 pub mod credential;
 pub mod directory;
 pub mod mailbox;
 pub mod queue;
 pub mod serve;
+pub mod tls;
 
 use anyhow::{Context as _, Result};
 use settings::Config;

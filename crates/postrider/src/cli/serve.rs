@@ -1,5 +1,6 @@
 //! `postrider serve`: opens the store, recovers the queue, starts delivery and the listeners,
-//! prints the banner, and runs until SIGINT or SIGTERM.
+//! prints the banner, and runs until SIGINT or SIGTERM. SIGHUP reloads the TLS certificates
+//! (and the `[tls]` section of the config) for new connections.
 
 use super::Context;
 use accounts::Directory;
@@ -16,6 +17,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
 pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
+    // Taken first, so a SIGHUP during startup no longer ends the process (its default action).
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
     let config = ctx.config()?;
     init_logging(&config, log_json);
     let hostname = if config.server.hostname.is_empty() {
@@ -51,9 +54,9 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
         "queue recovered"
     );
 
-    let (tls_config, cert_path) =
-        listener::load_tls(config.tls.files.clone(), data_dir, &hostname)?;
-    let acceptor = listener::tls_acceptor(tls_config);
+    let certs = listener::Certificates::load(&super::tls::sources(&config, &hostname)?)
+        .context("loading the TLS certificates ([tls] in the config)")?;
+    let acceptor = listener::tls_acceptor(certs.server_config()?);
     let directory = Directory::new(store.clone(), config.server.recipient_delimiter)?;
     let wake = Arc::new(Notify::new());
     let intake = Intake::new(
@@ -69,6 +72,17 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
     let services = Arc::new(Services {
         directory: directory.clone(),
         senders: accounts::SenderPolicy::new(config.senders.clone()),
+        guard: accounts::Guard::new(
+            store.clone(),
+            accounts::GuardSettings {
+                failure_delay: config.auth.failure_delay,
+                max_failure_delay: config.auth.max_failure_delay,
+                ban_ip_after: config.auth.ban_ip_after,
+                lock_account_after: config.auth.lock_account_after,
+                window: config.auth.failure_window,
+                ban_time: config.auth.ban_time,
+            },
+        ),
         intake: intake.clone(),
         tls: Some(acceptor),
         spool_dir,
@@ -78,6 +92,31 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
         config.smtp.max_connections_per_ip,
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    match hangup {
+        Ok(hangup) => {
+            let reload_ctx = Context {
+                config_path: ctx.config_path.clone(),
+                data_dir: ctx.data_dir.clone(),
+            };
+            tokio::spawn(reload_on_hangup(
+                hangup,
+                certs.clone(),
+                reload_ctx,
+                hostname.clone(),
+                shutdown_rx.clone(),
+            ));
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot catch SIGHUP; certificates reload only when their files change")
+        }
+    }
+    if !config.tls.reload_interval.is_zero() {
+        tokio::spawn(listener::watch_certificates(
+            certs.clone(),
+            config.tls.reload_interval,
+            shutdown_rx.clone(),
+        ));
+    }
 
     let mut bound = Vec::new();
     for l in &config.listeners {
@@ -199,7 +238,7 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
     print_banner(
         &config,
         &hostname,
-        &cert_path,
+        &certs.served(),
         &store.list_domains().await?,
         &ctx,
     );
@@ -239,7 +278,8 @@ fn session_config(c: &Config, hostname: &str, l: &settings::Listener) -> Session
         data_timeout: c.smtp.data_timeout,
         spool_memory_limit: c.smtp.spool_memory_limit,
         relay_networks: c.relay.networks.clone(),
-        auth_failure_delay: c.auth.failure_delay,
+        max_auth_failures: c.auth.max_failures_per_session,
+        plaintext_auth_networks: c.auth.dangerous_plaintext_auth_networks.clone(),
     }
 }
 
@@ -267,7 +307,7 @@ fn init_logging(config: &Config, json: bool) {
 fn print_banner(
     c: &Config,
     hostname: &str,
-    cert: &std::path::Path,
+    certs: &[listener::Served],
     domains: &[store::DomainRecord],
     ctx: &Context,
 ) {
@@ -278,7 +318,17 @@ fn print_banner(
         env!("CARGO_PKG_VERSION")
     );
     println!("  data directory: {}", data.display());
-    println!("  TLS certificate: {}", cert.display());
+    for c in certs {
+        let names = match &c.hostnames {
+            None => "default".to_string(),
+            Some(names) => format!("SNI {}", names.join(", ")),
+        };
+        println!(
+            "  TLS certificate ({names}): {} (valid until {})",
+            c.files.certificate.display(),
+            listener::format_time(c.info.not_after)
+        );
+    }
     println!();
     println!(
         "  {:<16} {:<22} {:<12} TLS / AUTH",
@@ -322,6 +372,51 @@ fn print_banner(
     );
     println!("  stop with Ctrl-C");
     println!();
+}
+
+/// On each SIGHUP: re-reads the config for its `[tls]` section (kept as it was when the file no
+/// longer loads) and reloads every certificate. Bad files keep the old certificate (logged by
+/// the listener crate); open connections are not touched.
+async fn reload_on_hangup(
+    mut hangup: tokio::signal::unix::Signal,
+    certs: Arc<listener::Certificates>,
+    ctx: Context,
+    hostname: String,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            r = hangup.recv() => if r.is_none() { return },
+            _ = shutdown.changed() => return,
+        }
+        tracing::info!("SIGHUP: reloading the TLS certificates");
+        let sources = match ctx.config() {
+            Ok(config) => match super::tls::sources(&config, &hostname) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(
+                        "SIGHUP: {e:#}; the certificates configured before are reloaded instead"
+                    );
+                    None
+                }
+            },
+            Err(e) => {
+                tracing::error!(
+                    "SIGHUP: the config no longer loads, so [tls] stays as it was (fix the file and send SIGHUP again): {e:#}"
+                );
+                None
+            }
+        };
+        let c = certs.clone();
+        match tokio::task::spawn_blocking(move || c.reload(sources.as_ref())).await {
+            Ok(report) => tracing::info!(
+                reloaded = report.reloaded.len(),
+                failed = report.failed.len(),
+                "SIGHUP: TLS certificates reloaded"
+            ),
+            Err(e) => tracing::error!(error = %e, "SIGHUP: the certificate reload failed"),
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -238,6 +238,28 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn add_ban(&self, kind: &str, value: &str, until_ms: i64, reason: &str) -> Result<()> {
+        self.write_unit(WriteOp::AddBan {
+            kind: kind.into(),
+            value: value.into(),
+            until: until_ms,
+            reason: reason.into(),
+        })
+        .await
+    }
+
+    async fn remove_ban(&self, kind: &str, value: &str) -> Result<bool> {
+        self.write_bool(WriteOp::RemoveBan {
+            kind: kind.into(),
+            value: value.into(),
+        })
+        .await
+    }
+
+    async fn bans(&self, now_ms: i64) -> Result<Vec<BanRecord>> {
+        read::bans(&self.pool, now_ms).await
+    }
+
     async fn get_account(&self, address: &str) -> Result<Option<AccountRecord>> {
         read::account(&self.pool, address).await
     }

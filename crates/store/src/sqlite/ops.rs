@@ -56,6 +56,16 @@ pub(crate) enum WriteOp {
         at: i64,
         ip: String,
     },
+    AddBan {
+        kind: String,
+        value: String,
+        until: i64,
+        reason: String,
+    },
+    RemoveBan {
+        kind: String,
+        value: String,
+    },
     AddAlias {
         alias: String,
         target: String,
@@ -270,6 +280,35 @@ pub(crate) async fn apply(
             }
             let id = insert_credential(c, account, label, hash, None).await?;
             Ok(WriteOut::Id(id))
+        }
+        WriteOp::AddBan {
+            kind,
+            value,
+            until,
+            reason,
+        } => {
+            sqlx::query(
+                "INSERT INTO bans (kind, value, until, reason, created_at) VALUES (?, ?, ?, ?, ?) \
+                 ON CONFLICT (kind, value) DO UPDATE SET until = excluded.until, \
+                 reason = excluded.reason, created_at = excluded.created_at",
+            )
+            .bind(kind)
+            .bind(value)
+            .bind(until)
+            .bind(reason)
+            .bind(now_ms())
+            .execute(&mut *c)
+            .await?;
+            Ok(WriteOut::Unit)
+        }
+        WriteOp::RemoveBan { kind, value } => {
+            let r = sqlx::query("DELETE FROM bans WHERE kind = ? AND value = ? AND until > ?")
+                .bind(kind)
+                .bind(value)
+                .bind(now_ms())
+                .execute(&mut *c)
+                .await?;
+            Ok(WriteOut::Bool(r.rows_affected() > 0))
         }
         WriteOp::CredentialUsed { id, at, ip } => {
             sqlx::query("UPDATE credentials SET last_used_at = ?, last_used_ip = ? WHERE id = ?")

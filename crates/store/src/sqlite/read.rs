@@ -38,6 +38,26 @@ fn account_row(r: &SqliteRow) -> Result<AccountRecord> {
     })
 }
 
+pub(super) async fn bans(pool: &SqlitePool, now_ms: i64) -> Result<Vec<BanRecord>> {
+    let rows = sqlx::query(
+        "SELECT kind, value, until, reason, created_at FROM bans WHERE until > ? ORDER BY until",
+    )
+    .bind(now_ms)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(BanRecord {
+                kind: r.try_get(0)?,
+                value: r.try_get(1)?,
+                until: r.try_get(2)?,
+                reason: r.try_get(3)?,
+                created_at: r.try_get(4)?,
+            })
+        })
+        .collect()
+}
+
 pub(super) async fn credentials(pool: &SqlitePool, account: &str) -> Result<Vec<CredentialRecord>> {
     let rows = sqlx::query(
         "SELECT id, account, label, secret_hash, created_at, expires_at, revoked_at, \
