@@ -10,11 +10,13 @@
 #![forbid(unsafe_code)]
 
 mod guard;
+mod limits;
 mod password;
 mod resolve;
 mod senders;
 
 pub use guard::{Guard, GuardSettings, Verdict};
+pub use limits::{Exceeded, Limiter, RateLimit};
 pub use password::{generate_password, hash_password, verify_password};
 pub use resolve::Resolution;
 pub use senders::SenderPolicy;

@@ -120,6 +120,27 @@ pub struct Relay {
     pub networks: Vec<IpNet>,
 }
 
+/// A count per minute, hour and day; 0: no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rate {
+    pub per_minute: u32,
+    pub per_hour: u32,
+    pub per_day: u32,
+}
+
+/// Rate limits (`[limits]`).
+#[derive(Debug, Clone, Default)]
+pub struct Limits {
+    pub account_messages: Rate,
+    pub account_recipients: Rate,
+    pub credential_messages: Rate,
+    pub credential_recipients: Rate,
+    /// 0: no limit.
+    pub ip_connections_per_minute: u32,
+    /// 0: no limit.
+    pub destination_messages_per_minute: u32,
+}
+
 /// SMTP AUTH (`[auth]`).
 #[derive(Debug, Clone)]
 pub struct Auth {
@@ -229,6 +250,7 @@ pub struct Config {
     pub smtp: Smtp,
     pub relay: Relay,
     pub auth: Auth,
+    pub limits: Limits,
     /// `senders.allowed`: (account or "@domain", allowed addresses / "@domain" / "*"), lower-case.
     pub senders: Vec<(String, Vec<String>)>,
     /// Routes for remote mail, from `[[transport]]`.

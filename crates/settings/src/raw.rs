@@ -6,8 +6,9 @@
 
 use crate::units::{parse_duration, parse_size};
 use crate::{
-    Auth, Config, DEFAULTS_TOML, Delivery, IpPool, Lanes, Listener, Log, LogFormat, Outbound,
-    PoolAddress, Problem, Relay, Role, Server, Smtp, SniCertificate, Tls, Transport,
+    Auth, Config, DEFAULTS_TOML, Delivery, IpPool, Lanes, Limits, Listener, Log, LogFormat,
+    Outbound, PoolAddress, Problem, Rate, Relay, Role, Server, Smtp, SniCertificate, Tls,
+    Transport,
 };
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -26,11 +27,31 @@ pub(crate) struct RawConfig {
     smtp: RawSmtp,
     relay: RawRelay,
     auth: RawAuth,
+    limits: RawLimits,
     senders: RawSenders,
     lanes: RawLanes,
     outbound: RawOutbound,
     delivery: RawDelivery,
     listener: Vec<RawListener>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRate {
+    minute: i64,
+    hour: i64,
+    day: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    account_messages: RawRate,
+    account_recipients: RawRate,
+    credential_messages: RawRate,
+    credential_recipients: RawRate,
+    ip_connections_per_minute: i64,
+    destination_messages_per_minute: i64,
 }
 
 #[derive(Deserialize)]
@@ -563,6 +584,38 @@ impl RawConfig {
             connection_idle_time: c
                 .duration("outbound.connection_idle_time", &o.connection_idle_time),
         };
+        let rate = |c: &mut Checker, key: &str, r: &RawRate| Rate {
+            per_minute: c
+                .count(&format!("limits.{key}.minute"), r.minute, 0)
+                .min(u32::MAX as i64) as u32,
+            per_hour: c
+                .count(&format!("limits.{key}.hour"), r.hour, 0)
+                .min(u32::MAX as i64) as u32,
+            per_day: c
+                .count(&format!("limits.{key}.day"), r.day, 0)
+                .min(u32::MAX as i64) as u32,
+        };
+        let l = &self.limits;
+        let limits = Limits {
+            account_messages: rate(&mut c, "account_messages", &l.account_messages),
+            account_recipients: rate(&mut c, "account_recipients", &l.account_recipients),
+            credential_messages: rate(&mut c, "credential_messages", &l.credential_messages),
+            credential_recipients: rate(&mut c, "credential_recipients", &l.credential_recipients),
+            ip_connections_per_minute: c
+                .count(
+                    "limits.ip_connections_per_minute",
+                    l.ip_connections_per_minute,
+                    0,
+                )
+                .min(u32::MAX as i64) as u32,
+            destination_messages_per_minute: c
+                .count(
+                    "limits.destination_messages_per_minute",
+                    l.destination_messages_per_minute,
+                    0,
+                )
+                .min(u32::MAX as i64) as u32,
+        };
         let auth_settings = Auth {
             failure_delay: c.duration("auth.failure_delay", &self.auth.failure_delay),
             max_failure_delay: c.duration("auth.max_failure_delay", &self.auth.max_failure_delay),
@@ -617,6 +670,7 @@ impl RawConfig {
                 networks: relay_networks,
             },
             auth: auth_settings,
+            limits,
             senders: senders_allowed,
             transports,
             ip_pools,

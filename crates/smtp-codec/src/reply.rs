@@ -118,6 +118,22 @@ pub const TOO_MANY_CONNECTIONS_FROM_IP: Reply = r(
 );
 pub const TIMEOUT: Reply = r(421, (4, 4, 2), "Timeout exceeded, closing connection");
 pub const TOO_MANY_ERRORS: Reply = r(421, (4, 7, 0), "Too many errors, closing connection");
+/// RFC 3463 X.7.1 (delivery not authorized) as a temporary answer: over a sending rate limit.
+pub const RATE_LIMITED_MESSAGE: Reply = r(
+    451,
+    (4, 7, 1),
+    "Sending rate limit reached, try again later",
+);
+pub const RATE_LIMITED_RECIPIENT: Reply = r(
+    452,
+    (4, 7, 1),
+    "Recipient rate limit reached, try again later",
+);
+pub const TOO_MANY_CONNECTIONS_PER_MINUTE: Reply = r(
+    421,
+    (4, 7, 0),
+    "Too many connections from your address, try again later",
+);
 pub const TOO_MANY_AUTH_FAILURES: Reply =
     r(421, (4, 7, 0), "Too many failed logins, closing connection");
 pub const CLIENT_BANNED: Reply = r(

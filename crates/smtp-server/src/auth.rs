@@ -152,6 +152,7 @@ impl Session {
             Ok(Some(login)) => {
                 tracing::info!(user = %login.account, credential = %login.credential, "authenticated");
                 self.svc.guard.success(ip);
+                self.credential = Some(login.credential);
                 self.auth = Some(login.account);
                 self.reply(reply::AUTH_OK)
             }

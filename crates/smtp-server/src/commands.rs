@@ -142,6 +142,11 @@ impl Session {
             tracing::info!(user = %account, from = %a, "MAIL FROM refused: not an allowed sender for this account");
             return self.reply(reply::SENDER_NOT_ALLOWED);
         }
+        if let Err(over) = self.take_rate("messages", 1) {
+            return self.reply(reply::RATE_LIMITED_MESSAGE.with_text(format!(
+                "Sending rate limit reached ({over}), try again later"
+            )));
+        }
         self.tx = Some(Transaction {
             sender: from,
             params,
@@ -150,6 +155,36 @@ impl Session {
             bdat_failed: false,
         });
         self.reply(reply::SENDER_OK)
+    }
+
+    /// Counts `n` messages or recipients ("messages" / "recipients") against the limits of the
+    /// authenticated account and of its credential; the limit crossed, if any (then nothing
+    /// more is counted). Unauthenticated sessions have no such limits.
+    fn take_rate(&self, what: &str, n: u32) -> Result<(), String> {
+        let Some(account) = &self.auth else {
+            return Ok(());
+        };
+        let l = &self.cfg.limits;
+        let (account_limit, credential_limit) = if what == "messages" {
+            (&l.account_messages, &l.credential_messages)
+        } else {
+            (&l.account_recipients, &l.credential_recipients)
+        };
+        let limiter = &self.svc.limiter;
+        if let Some(label) = &self.credential {
+            limiter
+                .take(&format!("credential:{account}/{label}:{what}"), n, credential_limit)
+                .map_err(|e| {
+                    tracing::info!(user = %account, credential = %label, limit = %e, "{what} rate limit of the credential reached");
+                    format!("{what}: {e} for this credential")
+                })?;
+        }
+        limiter
+            .take(&format!("account:{account}:{what}"), n, account_limit)
+            .map_err(|e| {
+                tracing::info!(user = %account, limit = %e, "{what} rate limit of the account reached");
+                format!("{what}: {e} for this account")
+            })
     }
 
     async fn rcpt(&mut self, to: ForwardPath, params: RcptParams) -> Next {
@@ -223,6 +258,11 @@ impl Session {
                 .orcpt
                 .map(|o| format!("{};{}", o.addr_type, o.address)),
         };
+        if let Err(over) = self.take_rate("recipients", 1) {
+            return self.reply(reply::RATE_LIMITED_RECIPIENT.with_text(format!(
+                "Recipient rate limit reached ({over}), try again later"
+            )));
+        }
         if let Some(tx) = &mut self.tx {
             tx.recipients.push(AcceptedRecipient {
                 address: display,

@@ -62,6 +62,18 @@ pub struct SessionConfig {
     pub max_auth_failures: u32,
     /// Client networks allowed to AUTH without TLS (a dangerous setting).
     pub plaintext_auth_networks: Vec<ipnet::IpNet>,
+    pub limits: SessionLimits,
+}
+
+/// Rate limits applied by sessions (counted in `Services::limiter`).
+#[derive(Debug, Clone, Default)]
+pub struct SessionLimits {
+    pub account_messages: accounts::RateLimit,
+    pub account_recipients: accounts::RateLimit,
+    pub credential_messages: accounts::RateLimit,
+    pub credential_recipients: accounts::RateLimit,
+    /// New connections per minute from one address; 0: no limit.
+    pub ip_connections_per_minute: u32,
 }
 
 /// The services a session uses, shared by all sessions.
@@ -71,6 +83,8 @@ pub struct Services {
     pub senders: accounts::SenderPolicy,
     /// Brute-force protection: failure delays, bans and locks.
     pub guard: accounts::Guard,
+    /// Counts for the rate limits.
+    pub limiter: accounts::Limiter,
     pub intake: Intake,
     /// `None` when TLS is not configured (STARTTLS then answers 454).
     pub tls: Option<TlsAcceptor>,

@@ -90,6 +90,8 @@ pub(crate) struct Session {
     pub auth_started: Option<tokio::time::Instant>,
     /// Failed AUTH attempts in this session.
     pub auth_failures: u32,
+    /// The label of the credential the session authenticated with.
+    pub credential: Option<String>,
     pub tls: Option<String>,
     pub errors: u32,
     pub tx: Option<Transaction>,
@@ -125,6 +127,24 @@ pub async fn run_session(
             }
         };
         tracing::debug!("connected");
+        let per_minute = accounts::RateLimit {
+            per_minute: cfg.limits.ip_connections_per_minute,
+            ..Default::default()
+        };
+        if let Err(over) = svc
+            .limiter
+            .take(&format!("ip:{}", peer.ip()), 1, &per_minute)
+        {
+            tracing::info!(limit = %over, "connection refused: connection rate limit of the address");
+            let mut s = stream;
+            if cfg.role != crate::Role::Submissions {
+                let _ = s
+                    .write_all(reply::TOO_MANY_CONNECTIONS_PER_MINUTE.to_wire().as_bytes())
+                    .await;
+            }
+            let _ = s.shutdown().await;
+            return;
+        }
         if svc.guard.ip_banned(peer.ip()).await {
             tracing::info!("connection refused: the address is banned after failed logins");
             let mut s = stream;
@@ -144,6 +164,7 @@ pub async fn run_session(
             auth: None,
             auth_started: None,
             auth_failures: 0,
+            credential: None,
             tls: None,
             errors: 0,
             tx: None,

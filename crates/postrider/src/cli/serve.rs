@@ -72,6 +72,7 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
     let services = Arc::new(Services {
         directory: directory.clone(),
         senders: accounts::SenderPolicy::new(config.senders.clone()),
+        limiter: accounts::Limiter::default(),
         guard: accounts::Guard::new(
             store.clone(),
             accounts::GuardSettings {
@@ -169,6 +170,7 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
             max_messages_per_connection: config.outbound.max_messages_per_connection,
             idle_time: config.outbound.connection_idle_time,
             unreachable_hold: config.delivery.retry_initial,
+            destination_messages_per_minute: config.limits.destination_messages_per_minute,
             routes: config
                 .transports
                 .iter()
@@ -280,6 +282,20 @@ fn session_config(c: &Config, hostname: &str, l: &settings::Listener) -> Session
         relay_networks: c.relay.networks.clone(),
         max_auth_failures: c.auth.max_failures_per_session,
         plaintext_auth_networks: c.auth.dangerous_plaintext_auth_networks.clone(),
+        limits: {
+            let r = |r: &settings::Rate| accounts::RateLimit {
+                per_minute: r.per_minute,
+                per_hour: r.per_hour,
+                per_day: r.per_day,
+            };
+            smtp_server::SessionLimits {
+                account_messages: r(&c.limits.account_messages),
+                account_recipients: r(&c.limits.account_recipients),
+                credential_messages: r(&c.limits.credential_messages),
+                credential_recipients: r(&c.limits.credential_recipients),
+                ip_connections_per_minute: c.limits.ip_connections_per_minute,
+            }
+        },
     }
 }
 
