@@ -9,12 +9,14 @@
 //! user runs against a dummy hash so the reply time does not reveal whether an account exists.
 #![forbid(unsafe_code)]
 
+mod activity;
 mod guard;
 mod limits;
 mod password;
 mod resolve;
 mod senders;
 
+pub use activity::{Action, Activity, ActivitySettings, Event, network_of};
 pub use guard::{Guard, GuardSettings, Verdict};
 pub use limits::{Exceeded, Limiter, RateLimit};
 pub use password::{generate_password, hash_password, verify_password};

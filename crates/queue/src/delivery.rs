@@ -696,9 +696,11 @@ impl Scheduler {
                 tls: None,
                 auth: None,
                 submission: false,
+                credential: None,
             },
             head: report[..head_end].to_vec(),
             body: store::NewBody::Memory(report),
+            hold: false,
         };
         let id = self
             .intake

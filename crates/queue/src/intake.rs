@@ -31,6 +31,8 @@ pub struct Origin {
     pub auth: Option<String>,
     /// A submission (RFC 6409): Message-ID and Date are added when missing (§8.2, §8.3).
     pub submission: bool,
+    /// The label of the credential the client authenticated with.
+    pub credential: Option<String>,
 }
 
 /// A recipient accepted at RCPT with where it goes: the local mailboxes it resolved to, or its
@@ -57,6 +59,8 @@ pub struct Submission {
     /// memory limit; used to scan headers.
     pub head: Vec<u8>,
     pub body: NewBody,
+    /// Write it on hold (unusual activity): kept, not delivered until an admin releases it.
+    pub hold: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,13 +179,15 @@ impl Intake {
             helo: sub.origin.helo.clone(),
             listener: sub.origin.listener.clone(),
             auth: sub.origin.auth.clone(),
+            credential: sub.origin.credential.clone(),
             tls: sub.origin.tls.clone(),
         };
         let sender = envelope.sender.clone();
         let lane = self.lanes.lane_for(&sub.origin).to_string();
         // The queue entry as the store will hold it, for the hand-off to the scheduler, with
         // the content when it is in memory and goes to remote servers.
-        let fresh = self.handoff.reserve(&id).then(|| {
+        // A held message is not handed over: it waits for an admin.
+        let fresh = (!sub.hold && self.handoff.reserve(&id)).then(|| {
             let remote = recipients
                 .iter()
                 .any(|r| matches!(r.destination, Destination::Remote(_)));
@@ -232,6 +238,7 @@ impl Intake {
                 prefix,
                 body: sub.body,
                 recipients,
+                held: sub.hold,
             })
             .await;
         let handed = fresh.is_some();

@@ -120,6 +120,27 @@ pub struct Relay {
     pub networks: Vec<IpNet>,
 }
 
+/// What unusual activity of a credential leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnomalyAction {
+    Alert,
+    Throttle,
+    Hold,
+}
+
+/// Unusual-activity detection (`[anomaly]`).
+#[derive(Debug, Clone)]
+pub struct Anomaly {
+    pub enabled: bool,
+    pub spike_factor: f64,
+    pub min_volume: u32,
+    pub baseline_days: u32,
+    pub new_network: bool,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    pub action: AnomalyAction,
+}
+
 /// A count per minute, hour and day; 0: no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rate {
@@ -251,6 +272,7 @@ pub struct Config {
     pub relay: Relay,
     pub auth: Auth,
     pub limits: Limits,
+    pub anomaly: Anomaly,
     /// `senders.allowed`: (account or "@domain", allowed addresses / "@domain" / "*"), lower-case.
     pub senders: Vec<(String, Vec<String>)>,
     /// Routes for remote mail, from `[[transport]]`.

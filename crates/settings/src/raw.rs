@@ -6,9 +6,9 @@
 
 use crate::units::{parse_duration, parse_size};
 use crate::{
-    Auth, Config, DEFAULTS_TOML, Delivery, IpPool, Lanes, Limits, Listener, Log, LogFormat,
-    Outbound, PoolAddress, Problem, Rate, Relay, Role, Server, Smtp, SniCertificate, Tls,
-    Transport,
+    Anomaly, AnomalyAction, Auth, Config, DEFAULTS_TOML, Delivery, IpPool, Lanes, Limits, Listener,
+    Log, LogFormat, Outbound, PoolAddress, Problem, Rate, Relay, Role, Server, Smtp,
+    SniCertificate, Tls, Transport,
 };
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -28,11 +28,25 @@ pub(crate) struct RawConfig {
     relay: RawRelay,
     auth: RawAuth,
     limits: RawLimits,
+    anomaly: RawAnomaly,
     senders: RawSenders,
     lanes: RawLanes,
     outbound: RawOutbound,
     delivery: RawDelivery,
     listener: Vec<RawListener>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnomaly {
+    enabled: bool,
+    spike_factor: f64,
+    min_volume: i64,
+    baseline_days: i64,
+    new_network: bool,
+    ipv4_prefix: i64,
+    ipv6_prefix: i64,
+    action: String,
 }
 
 #[derive(Deserialize)]
@@ -616,6 +630,43 @@ impl RawConfig {
                 )
                 .min(u32::MAX as i64) as u32,
         };
+        let an = &self.anomaly;
+        if !(an.spike_factor >= 1.0 && an.spike_factor.is_finite()) {
+            c.problems.push(Problem {
+                key: "anomaly.spike_factor".into(),
+                message: format!(
+                    "{} is not a factor of at least 1.0, e.g. 10.0",
+                    an.spike_factor
+                ),
+            });
+        }
+        let anomaly = Anomaly {
+            enabled: an.enabled,
+            spike_factor: an.spike_factor.max(1.0),
+            min_volume: c
+                .count("anomaly.min_volume", an.min_volume, 1)
+                .min(u32::MAX as i64) as u32,
+            baseline_days: c
+                .count("anomaly.baseline_days", an.baseline_days, 1)
+                .min(365) as u32,
+            new_network: an.new_network,
+            ipv4_prefix: c.count("anomaly.ipv4_prefix", an.ipv4_prefix, 0).min(32) as u8,
+            ipv6_prefix: c.count("anomaly.ipv6_prefix", an.ipv6_prefix, 0).min(128) as u8,
+            action: match an.action.as_str() {
+                "alert" => AnomalyAction::Alert,
+                "throttle" => AnomalyAction::Throttle,
+                "hold" => AnomalyAction::Hold,
+                other => {
+                    c.problems.push(Problem {
+                        key: "anomaly.action".into(),
+                        message: format!(
+                            "\"{other}\" is not an action; use \"alert\", \"throttle\" or \"hold\""
+                        ),
+                    });
+                    AnomalyAction::Alert
+                }
+            },
+        };
         let auth_settings = Auth {
             failure_delay: c.duration("auth.failure_delay", &self.auth.failure_delay),
             max_failure_delay: c.duration("auth.max_failure_delay", &self.auth.max_failure_delay),
@@ -671,6 +722,7 @@ impl RawConfig {
             },
             auth: auth_settings,
             limits,
+            anomaly,
             senders: senders_allowed,
             transports,
             ip_pools,

@@ -152,8 +152,17 @@ impl Session {
             Ok(Some(login)) => {
                 tracing::info!(user = %login.account, credential = %login.credential, "authenticated");
                 self.svc.guard.success(ip);
-                self.credential = Some(login.credential);
-                self.auth = Some(login.account);
+                self.credential = Some(login.credential.clone());
+                self.auth = Some(login.account.clone());
+                // A credential held for unusual activity logs in again only after an admin resumed
+                // it: its flag for this hour goes too.
+                if self.svc.activity.action() == accounts::Action::Hold {
+                    self.svc.activity.clear(login.credential_id);
+                }
+                if let Some(event) = self.svc.activity.login(&login, ip).await {
+                    self.unusual(&login, event).await;
+                }
+                self.login = Some(login);
                 self.reply(reply::AUTH_OK)
             }
             Ok(None) => {

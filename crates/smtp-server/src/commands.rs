@@ -142,6 +142,15 @@ impl Session {
             tracing::info!(user = %account, from = %a, "MAIL FROM refused: not an allowed sender for this account");
             return self.reply(reply::SENDER_NOT_ALLOWED);
         }
+        if let Some(login) = &self.login
+            && self.svc.activity.action() != accounts::Action::Alert
+            && self.svc.activity.flagged(login.credential_id)
+        {
+            tracing::info!(user = %login.account, credential = %login.credential, "MAIL refused: unusual activity on this credential");
+            return self.reply(reply::RATE_LIMITED_MESSAGE.with_text(
+                "Unusual activity on this credential: sending is paused, try again later",
+            ));
+        }
         if let Err(over) = self.take_rate("messages", 1) {
             return self.reply(reply::RATE_LIMITED_MESSAGE.with_text(format!(
                 "Sending rate limit reached ({over}), try again later"
@@ -430,6 +439,15 @@ impl Session {
             }
             return self.reply(reply::FROM_NOT_ALLOWED);
         }
+        // Unusual activity: the message that shows a burst is reported, and with the action
+        // "hold" it is kept on hold rather than delivered.
+        let mut hold = false;
+        if let Some(login) = self.login.clone()
+            && let Some(event) = self.svc.activity.message(&login).await
+        {
+            hold = self.svc.activity.action() == accounts::Action::Hold;
+            self.unusual(&login, event).await;
+        }
         let (helo, esmtp) = self.helo.clone().unwrap_or_default();
         let submission = Submission {
             sender: tx.sender.to_string(),
@@ -453,9 +471,11 @@ impl Session {
                 tls: self.tls.clone(),
                 auth: self.auth.clone(),
                 submission: self.cfg.role != Role::Mx,
+                credential: self.credential.clone(),
             },
             head,
             body,
+            hold,
         };
         match self.svc.intake.submit(submission).await {
             Ok(id) => self.reply(reply::queued(&id)),

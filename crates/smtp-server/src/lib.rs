@@ -16,6 +16,7 @@ mod auth;
 mod body;
 mod commands;
 mod session;
+mod unusual;
 
 use accounts::Directory;
 use queue::Intake;
@@ -85,6 +86,8 @@ pub struct Services {
     pub guard: accounts::Guard,
     /// Counts for the rate limits.
     pub limiter: accounts::Limiter,
+    /// Unusual-activity detection per credential.
+    pub activity: accounts::Activity,
     pub intake: Intake,
     /// `None` when TLS is not configured (STARTTLS then answers 454).
     pub tls: Option<TlsAcceptor>,

@@ -92,6 +92,8 @@ pub(crate) struct Session {
     pub auth_failures: u32,
     /// The label of the credential the session authenticated with.
     pub credential: Option<String>,
+    /// The whole login (account, credential and its id).
+    pub login: Option<accounts::Login>,
     pub tls: Option<String>,
     pub errors: u32,
     pub tx: Option<Transaction>,
@@ -165,6 +167,7 @@ pub async fn run_session(
             auth_started: None,
             auth_failures: 0,
             credential: None,
+            login: None,
             tls: None,
             errors: 0,
             tx: None,

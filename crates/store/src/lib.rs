@@ -119,6 +119,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<i64>;
     /// Records a successful login with credential `id` from `ip` at `at_ms`.
     async fn credential_used(&self, id: i64, at_ms: i64, ip: &str) -> Result<()>;
+    /// Suspends (`Some(reason)`) or resumes (`None`) the account's credentials with `label`;
+    /// `false` if there is none.
+    async fn suspend_credential(
+        &self,
+        account: &str,
+        label: &str,
+        reason: Option<&str>,
+    ) -> Result<bool>;
+    /// Adds `n` messages to credential `id`'s count for `hour` (unix ms / 3 600 000).
+    async fn count_activity(&self, id: i64, hour: i64, n: u32) -> Result<()>;
+    /// Messages per hour of credential `id` in hours `from..to`: the hours with any.
+    async fn activity(&self, id: i64, from_hour: i64, to_hour: i64) -> Result<Vec<(i64, u32)>>;
+    /// Records that credential `id` logged in from `network`; `true` if it was new.
+    async fn note_network(&self, id: i64, network: &str) -> Result<bool>;
+    /// How many networks credential `id` has logged in from.
+    async fn network_count(&self, id: i64) -> Result<u64>;
 
     // ---- bans ----------------------------------------------------------------------------------
     /// Bans `value` of `kind` until `until_ms` (replacing an earlier ban of it).

@@ -31,12 +31,17 @@ pub struct CredentialRecord {
     pub revoked_at: Option<i64>,
     pub last_used_at: Option<i64>,
     pub last_used_ip: Option<String>,
+    /// Set when unusual activity suspended it (until `postrider credential resume`).
+    pub suspended_at: Option<i64>,
+    pub suspended_reason: Option<String>,
 }
 
 impl CredentialRecord {
-    /// Neither revoked nor expired at `now_ms`.
+    /// Neither revoked, nor suspended, nor expired at `now_ms`.
     pub fn is_active(&self, now_ms: i64) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| now_ms < e)
+        self.revoked_at.is_none()
+            && self.suspended_at.is_none()
+            && self.expires_at.is_none_or(|e| now_ms < e)
     }
 }
 
@@ -83,6 +88,9 @@ pub struct Envelope {
     pub listener: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<String>,
+    /// The label of the credential the client authenticated with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<String>,
 }
@@ -169,6 +177,8 @@ pub struct NewMessage {
     pub prefix: Vec<u8>,
     pub body: NewBody,
     pub recipients: Vec<NewRecipient>,
+    /// Written on hold (`Store::queue_hold`): not delivered until released.
+    pub held: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -25,6 +25,9 @@ pub enum CredentialCmd {
     List { address: String },
     /// Revoke every credential of an account with this label, at once.
     Revoke { address: String, label: String },
+    /// Lift the suspension unusual activity put on a credential (its held mail stays held:
+    /// `postrider queue list --state held`, then `queue release` or `queue delete`).
+    Resume { address: String, label: String },
     /// Issue a new secret for a label (printed once); the old one keeps working for the grace
     /// period, then stops.
     Rotate {
@@ -120,6 +123,8 @@ pub async fn run(ctx: Context, cmd: CredentialCmd) -> Result<()> {
             for c in store.credentials(&a).await? {
                 let state = if c.revoked_at.is_some() {
                     "revoked"
+                } else if c.suspended_at.is_some() {
+                    "suspended"
                 } else if !c.is_active(now) {
                     "expired"
                 } else {
@@ -139,6 +144,24 @@ pub async fn run(ctx: Context, cmd: CredentialCmd) -> Result<()> {
                     expires
                 );
             }
+        }
+        CredentialCmd::Resume { address, label } => {
+            let a = parse_address(&address)?;
+            if !store
+                .credentials(&a)
+                .await?
+                .iter()
+                .any(|c| c.label == label && c.suspended_at.is_some())
+            {
+                bail!(
+                    "{a} has no suspended credential \"{label}\"; `postrider credential list {a}` shows them"
+                );
+            }
+            store.suspend_credential(&a, &label, None).await?;
+            println!("resumed credential \"{label}\" of {a}: it works again");
+            println!(
+                "its held mail stays held: `postrider queue list --state held`, then `queue release ID` or `queue delete ID`"
+            );
         }
         CredentialCmd::Revoke { address, label } => {
             let a = parse_address(&address)?;

@@ -73,6 +73,23 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
         directory: directory.clone(),
         senders: accounts::SenderPolicy::new(config.senders.clone()),
         limiter: accounts::Limiter::default(),
+        activity: accounts::Activity::new(
+            store.clone(),
+            accounts::ActivitySettings {
+                enabled: config.anomaly.enabled,
+                spike_factor: config.anomaly.spike_factor,
+                min_volume: config.anomaly.min_volume,
+                baseline_days: config.anomaly.baseline_days,
+                new_network: config.anomaly.new_network,
+                ipv4_prefix: config.anomaly.ipv4_prefix,
+                ipv6_prefix: config.anomaly.ipv6_prefix,
+                action: match config.anomaly.action {
+                    settings::AnomalyAction::Alert => accounts::Action::Alert,
+                    settings::AnomalyAction::Throttle => accounts::Action::Throttle,
+                    settings::AnomalyAction::Hold => accounts::Action::Hold,
+                },
+            },
+        ),
         guard: accounts::Guard::new(
             store.clone(),
             accounts::GuardSettings {

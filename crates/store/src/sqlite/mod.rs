@@ -238,6 +238,41 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn suspend_credential(
+        &self,
+        account: &str,
+        label: &str,
+        reason: Option<&str>,
+    ) -> Result<bool> {
+        self.write_bool(WriteOp::SuspendCredential {
+            account: account.into(),
+            label: label.into(),
+            reason: reason.map(str::to_string),
+        })
+        .await
+    }
+
+    async fn count_activity(&self, id: i64, hour: i64, n: u32) -> Result<()> {
+        self.write_unit(WriteOp::CountActivity { id, hour, n })
+            .await
+    }
+
+    async fn activity(&self, id: i64, from_hour: i64, to_hour: i64) -> Result<Vec<(i64, u32)>> {
+        read::activity(&self.pool, id, from_hour, to_hour).await
+    }
+
+    async fn note_network(&self, id: i64, network: &str) -> Result<bool> {
+        self.write_bool(WriteOp::NoteNetwork {
+            id,
+            network: network.into(),
+        })
+        .await
+    }
+
+    async fn network_count(&self, id: i64) -> Result<u64> {
+        read::network_count(&self.pool, id).await
+    }
+
     async fn add_ban(&self, kind: &str, value: &str, until_ms: i64, reason: &str) -> Result<()> {
         self.write_unit(WriteOp::AddBan {
             kind: kind.into(),

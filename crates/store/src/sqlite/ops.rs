@@ -56,6 +56,20 @@ pub(crate) enum WriteOp {
         at: i64,
         ip: String,
     },
+    SuspendCredential {
+        account: String,
+        label: String,
+        reason: Option<String>,
+    },
+    CountActivity {
+        id: i64,
+        hour: i64,
+        n: u32,
+    },
+    NoteNetwork {
+        id: i64,
+        network: String,
+    },
     AddBan {
         kind: String,
         value: String,
@@ -281,6 +295,46 @@ pub(crate) async fn apply(
             let id = insert_credential(c, account, label, hash, None).await?;
             Ok(WriteOut::Id(id))
         }
+        WriteOp::SuspendCredential {
+            account,
+            label,
+            reason,
+        } => {
+            let r = sqlx::query(
+                "UPDATE credentials SET suspended_at = CASE WHEN ?1 IS NULL THEN NULL ELSE ?2 END, \
+                 suspended_reason = ?1 WHERE account = ?3 AND label = ?4 AND revoked_at IS NULL",
+            )
+            .bind(reason.as_deref())
+            .bind(now_ms())
+            .bind(account)
+            .bind(label)
+            .execute(&mut *c)
+            .await?;
+            Ok(WriteOut::Bool(r.rows_affected() > 0))
+        }
+        WriteOp::CountActivity { id, hour, n } => {
+            sqlx::query(
+                "INSERT INTO credential_activity (credential_id, hour, messages) VALUES (?, ?, ?) \
+                 ON CONFLICT (credential_id, hour) DO UPDATE SET messages = messages + excluded.messages",
+            )
+            .bind(id)
+            .bind(hour)
+            .bind(*n as i64)
+            .execute(&mut *c)
+            .await?;
+            Ok(WriteOut::Unit)
+        }
+        WriteOp::NoteNetwork { id, network } => {
+            let r = sqlx::query(
+                "INSERT OR IGNORE INTO credential_networks (credential_id, network, first_seen) VALUES (?, ?, ?)",
+            )
+            .bind(id)
+            .bind(network)
+            .bind(now_ms())
+            .execute(&mut *c)
+            .await?;
+            Ok(WriteOut::Bool(r.rows_affected() > 0))
+        }
         WriteOp::AddBan {
             kind,
             value,
@@ -490,10 +544,11 @@ pub(crate) async fn bulk_enqueue(
             bind(&mut a, env.as_str())?;
             bind(&mut a, now)?;
             bind(&mut a, m.lane.as_str())?;
+            bind(&mut a, m.held.then_some(now))?;
         }
         let sql = format!(
-            "INSERT INTO queue (id, body_id, envelope, created_at, lane) VALUES {}",
-            placeholders(chunk.len(), 5)
+            "INSERT INTO queue (id, body_id, envelope, created_at, lane, held_at) VALUES {}",
+            placeholders(chunk.len(), 6)
         );
         sqlx::query_with(sqlx::AssertSqlSafe(sql), a)
             .execute(&mut *c)

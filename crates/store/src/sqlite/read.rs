@@ -38,6 +38,38 @@ fn account_row(r: &SqliteRow) -> Result<AccountRecord> {
     })
 }
 
+pub(super) async fn activity(
+    pool: &SqlitePool,
+    id: i64,
+    from_hour: i64,
+    to_hour: i64,
+) -> Result<Vec<(i64, u32)>> {
+    let rows = sqlx::query(
+        "SELECT hour, messages FROM credential_activity \
+         WHERE credential_id = ? AND hour >= ? AND hour < ? ORDER BY hour",
+    )
+    .bind(id)
+    .bind(from_hour)
+    .bind(to_hour)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let n: i64 = r.try_get(1)?;
+            Ok((r.try_get(0)?, n.clamp(0, u32::MAX as i64) as u32))
+        })
+        .collect()
+}
+
+pub(super) async fn network_count(pool: &SqlitePool, id: i64) -> Result<u64> {
+    let n: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM credential_networks WHERE credential_id = ?")
+            .bind(id)
+            .fetch_one(pool)
+            .await?;
+    Ok(n.max(0) as u64)
+}
+
 pub(super) async fn bans(pool: &SqlitePool, now_ms: i64) -> Result<Vec<BanRecord>> {
     let rows = sqlx::query(
         "SELECT kind, value, until, reason, created_at FROM bans WHERE until > ? ORDER BY until",
@@ -61,7 +93,8 @@ pub(super) async fn bans(pool: &SqlitePool, now_ms: i64) -> Result<Vec<BanRecord
 pub(super) async fn credentials(pool: &SqlitePool, account: &str) -> Result<Vec<CredentialRecord>> {
     let rows = sqlx::query(
         "SELECT id, account, label, secret_hash, created_at, expires_at, revoked_at, \
-         last_used_at, last_used_ip FROM credentials WHERE account = ? ORDER BY id",
+         last_used_at, last_used_ip, suspended_at, suspended_reason FROM credentials \
+         WHERE account = ? ORDER BY id",
     )
     .bind(account)
     .fetch_all(pool)
@@ -78,6 +111,8 @@ pub(super) async fn credentials(pool: &SqlitePool, account: &str) -> Result<Vec<
                 revoked_at: r.try_get(6)?,
                 last_used_at: r.try_get(7)?,
                 last_used_ip: r.try_get(8)?,
+                suspended_at: r.try_get(9)?,
+                suspended_reason: r.try_get(10)?,
             })
         })
         .collect()

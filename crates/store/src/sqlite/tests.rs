@@ -12,6 +12,7 @@ fn message(body: NewBody, owners: &[&str]) -> NewMessage {
             ..Default::default()
         },
         prefix: b"Received: test\r\n".to_vec(),
+        held: false,
         body,
         recipients: owners
             .iter()

@@ -1,0 +1,230 @@
+//! Unusual-activity detection per credential: a leaked credential used to send spam shows as a
+//! burst far above the credential's usual hourly volume, or as a login from a network it was
+//! never used from. Each such event is reported to the caller, which alerts the postmaster and
+//! applies the configured action (alert, throttle, or hold: suspend the credential and hold its
+//! mail).
+//!
+//! The baseline is the credential's average messages per hour over `baseline_days` (hours
+//! without mail count as zero), kept in the store; the current hour is counted in memory and
+//! written through.
+
+use crate::Login;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use store::SharedStore;
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// What to do when unusual activity is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Only the event and the alert mail.
+    Alert,
+    /// Also refuse further mail of the credential (451 4.7.1) for the rest of the hour.
+    Throttle,
+    /// Also suspend the credential and hold its mail of this hour until an admin decides.
+    Hold,
+}
+
+#[derive(Debug, Clone)]
+pub struct ActivitySettings {
+    /// Off: nothing is counted.
+    pub enabled: bool,
+    /// A burst is this many times the hourly baseline...
+    pub spike_factor: f64,
+    /// ... and at least this many messages in the hour.
+    pub min_volume: u32,
+    pub baseline_days: u32,
+    /// Report logins from a network never seen for the credential.
+    pub new_network: bool,
+    /// Prefix lengths that make a "network" of a client address.
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    pub action: Action,
+}
+
+/// What was found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// `count` messages this hour against a baseline of `baseline` per hour.
+    Spike { count: u32, baseline: f64 },
+    /// A login from `network`, new for the credential.
+    NewNetwork { ip: IpAddr, network: String },
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::Spike { count, baseline } => write!(
+                f,
+                "{count} messages in the last hour, against a usual {baseline:.1} per hour"
+            ),
+            Event::NewNetwork { ip, network } => {
+                write!(
+                    f,
+                    "a login from {ip}, in {network}, a network never seen for it"
+                )
+            }
+        }
+    }
+}
+
+struct Hour {
+    hour: i64,
+    count: u32,
+    baseline: f64,
+    /// A spike was reported this hour (once per hour).
+    flagged: bool,
+}
+
+/// Cheap to clone: clones share their state.
+#[derive(Clone)]
+pub struct Activity {
+    store: SharedStore,
+    settings: Arc<ActivitySettings>,
+    hours: Arc<Mutex<HashMap<i64, Hour>>>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The network of `ip` at the given prefix lengths, e.g. "192.0.2.0/24".
+pub fn network_of(ip: IpAddr, v4: u8, v6: u8) -> String {
+    match ip {
+        IpAddr::V4(a) => {
+            let p = v4.min(32);
+            let mask = if p == 0 { 0 } else { u32::MAX << (32 - p) };
+            format!("{}/{p}", std::net::Ipv4Addr::from(u32::from(a) & mask))
+        }
+        IpAddr::V6(a) => {
+            let p = v6.min(128);
+            let mask = if p == 0 { 0 } else { u128::MAX << (128 - p) };
+            format!("{}/{p}", std::net::Ipv6Addr::from(u128::from(a) & mask))
+        }
+    }
+}
+
+impl Activity {
+    pub fn new(store: SharedStore, settings: ActivitySettings) -> Activity {
+        Activity {
+            store,
+            settings: Arc::new(settings),
+            hours: Arc::default(),
+        }
+    }
+
+    pub fn action(&self) -> Action {
+        self.settings.action
+    }
+
+    /// A successful login: reports a network new for a credential that has been used from
+    /// another one before (the first network of a credential is its baseline, not news).
+    pub async fn login(&self, login: &Login, ip: IpAddr) -> Option<Event> {
+        if !self.settings.enabled {
+            return None;
+        }
+        let network = network_of(ip, self.settings.ipv4_prefix, self.settings.ipv6_prefix);
+        let known = self.store.network_count(login.credential_id).await.ok()?;
+        let new = self
+            .store
+            .note_network(login.credential_id, &network)
+            .await
+            .ok()?;
+        (self.settings.new_network && new && known > 0).then_some(Event::NewNetwork { ip, network })
+    }
+
+    /// One message accepted from `login`: counts it and reports a burst, once per hour.
+    pub async fn message(&self, login: &Login) -> Option<Event> {
+        if !self.settings.enabled {
+            return None;
+        }
+        let hour = now_ms() / HOUR_MS;
+        let id = login.credential_id;
+        if let Err(e) = self.store.count_activity(id, hour, 1).await {
+            tracing::warn!(error = %e, "counting credential activity failed");
+        }
+        let known = {
+            let hours = self.hours.lock().unwrap_or_else(|e| e.into_inner());
+            hours.get(&id).is_some_and(|h| h.hour == hour)
+        };
+        if !known {
+            let span = i64::from(self.settings.baseline_days.max(1)) * 24;
+            let past = self
+                .store
+                .activity(id, hour - span, hour)
+                .await
+                .unwrap_or_default();
+            let total: u64 = past.iter().map(|(_, n)| u64::from(*n)).sum();
+            let baseline = total as f64 / span as f64;
+            let now_count = self
+                .store
+                .activity(id, hour, hour + 1)
+                .await
+                .ok()
+                .and_then(|v| v.first().map(|(_, n)| *n))
+                .unwrap_or(1);
+            let mut hours = self.hours.lock().unwrap_or_else(|e| e.into_inner());
+            hours.retain(|_, h| h.hour == hour);
+            hours.insert(
+                id,
+                Hour {
+                    hour,
+                    count: now_count.saturating_sub(1),
+                    baseline,
+                    flagged: false,
+                },
+            );
+        }
+        let mut hours = self.hours.lock().unwrap_or_else(|e| e.into_inner());
+        let h = hours.get_mut(&id)?;
+        h.count += 1;
+        let threshold =
+            (h.baseline * self.settings.spike_factor).max(f64::from(self.settings.min_volume));
+        if !h.flagged && f64::from(h.count) >= threshold {
+            h.flagged = true;
+            return Some(Event::Spike {
+                count: h.count,
+                baseline: h.baseline,
+            });
+        }
+        None
+    }
+
+    /// Whether a spike was reported for credential `id` in the current hour (the throttle and
+    /// hold actions then apply to its further mail).
+    pub fn flagged(&self, id: i64) -> bool {
+        let hour = now_ms() / HOUR_MS;
+        self.hours
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .is_some_and(|h| h.hour == hour && h.flagged)
+    }
+
+    /// Forgets the flag of credential `id` (after an admin resumed it).
+    pub fn clear(&self, id: i64) {
+        self.hours
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_are_cut_at_the_prefix() {
+        let ip: IpAddr = "192.0.2.77".parse().unwrap();
+        assert_eq!(network_of(ip, 24, 48), "192.0.2.0/24");
+        assert_eq!(network_of(ip, 32, 48), "192.0.2.77/32");
+        let ip: IpAddr = "2001:db8:1:2:3::9".parse().unwrap();
+        assert_eq!(network_of(ip, 24, 48), "2001:db8:1::/48");
+    }
+}
