@@ -222,3 +222,39 @@ fn auth_needs_tls_unless_the_dangerous_setting_names_the_client_network() {
         "530",
     );
 }
+
+#[test]
+fn a_credential_listed_in_lanes_bulk_credentials_sends_in_the_bulk_lane() {
+    let s = TestServer::start(
+        bin(),
+        "[lanes]\nbulk_credentials = [\"Alice@example.test/newsletter\"]\n",
+    )
+    .unwrap();
+    s.admin_ok(&["domain", "add", "example.test"]);
+    s.add_account("alice@example.test", "alice-pw");
+    s.add_account("bob@example.test", "bob-pw");
+    let news = secret(&s.admin_ok(&["credential", "add", "alice@example.test", "newsletter"]));
+    let msg = "From: alice@example.test\r\nSubject: x\r\n\r\nx\r\n";
+    let id_of = |r: testkit::Reply| r.text.rsplit(' ').next().unwrap().to_string();
+    let bulk = id_of(s.login("alice@example.test", &news).send_mail(
+        "alice@example.test",
+        &["bob@example.test"],
+        msg,
+    ));
+    let transactional = id_of(s.login("alice@example.test", "alice-pw").send_mail(
+        "alice@example.test",
+        &["bob@example.test"],
+        msg,
+    ));
+    let log = s.log();
+    let lane = |id: &str| {
+        log.lines()
+            .find(|l| l.contains("message accepted") && l.contains(id))
+            .and_then(|l| l.split("lane=").nth(1))
+            .and_then(|v| v.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no accepted line for {id}:\n{log}"))
+            .to_string()
+    };
+    assert_eq!(lane(&bulk), "bulk");
+    assert_eq!(lane(&transactional), "transactional");
+}

@@ -72,7 +72,7 @@ pub enum IntakeError {
     Store(#[from] StoreError),
 }
 
-/// Which lane a message travels in: "bulk" for the listed accounts and listeners, else
+/// Which lane a message travels in: "bulk" for the listed accounts, credentials and listeners, else
 /// "transactional".
 #[derive(Debug, Clone, Default)]
 pub struct LanePolicy {
@@ -80,6 +80,8 @@ pub struct LanePolicy {
     pub bulk_accounts: Vec<String>,
     /// Listener names whose mail is bulk.
     pub bulk_listeners: Vec<String>,
+    /// Credentials ("account/label", account lower-case) whose mail is bulk.
+    pub bulk_credentials: Vec<String>,
 }
 
 impl LanePolicy {
@@ -88,7 +90,13 @@ impl LanePolicy {
             .auth
             .as_ref()
             .is_some_and(|a| self.bulk_accounts.contains(&a.to_lowercase()));
-        if by_account || self.bulk_listeners.contains(&origin.listener) {
+        let by_credential = match (&origin.auth, &origin.credential) {
+            (Some(a), Some(label)) => self
+                .bulk_credentials
+                .contains(&format!("{}/{label}", a.to_lowercase())),
+            _ => false,
+        };
+        if by_account || by_credential || self.bulk_listeners.contains(&origin.listener) {
             "bulk"
         } else {
             "transactional"

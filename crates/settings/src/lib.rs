@@ -204,6 +204,8 @@ pub struct Lanes {
     pub bulk_accounts: Vec<String>,
     /// Listener names whose mail is bulk.
     pub bulk_listeners: Vec<String>,
+    /// Credentials ("account/label", account lower-case) whose mail is bulk.
+    pub bulk_credentials: Vec<String>,
     pub max_deliveries: usize,
     pub reserved_transactional: usize,
 }

@@ -137,6 +137,7 @@ struct RawTransport {
 #[serde(deny_unknown_fields)]
 struct RawLanes {
     bulk_accounts: Vec<String>,
+    bulk_credentials: Vec<String>,
     bulk_listeners: Vec<String>,
     max_deliveries: i64,
     reserved_transactional: i64,
@@ -511,6 +512,19 @@ impl RawConfig {
                 message: format!("must be less than lanes.max_deliveries ({max_deliveries}), or bulk mail could never be sent"),
             });
         }
+        for (i, name) in l.bulk_credentials.iter().enumerate() {
+            if !name
+                .split_once('/')
+                .is_some_and(|(a, label)| a.contains('@') && !label.is_empty())
+            {
+                c.problems.push(Problem {
+                    key: format!("lanes.bulk_credentials[{i}]"),
+                    message: format!(
+                        "\"{name}\" is not \"account/label\", e.g. \"app@example.com/newsletter\""
+                    ),
+                });
+            }
+        }
         for (i, name) in l.bulk_listeners.iter().enumerate() {
             if !self.listener.iter().any(|x| &x.name == name) {
                 c.problems.push(Problem {
@@ -524,6 +538,14 @@ impl RawConfig {
                 .bulk_accounts
                 .iter()
                 .map(|a| a.trim().to_lowercase())
+                .collect(),
+            bulk_credentials: l
+                .bulk_credentials
+                .iter()
+                .map(|c| match c.trim().split_once('/') {
+                    Some((a, label)) => format!("{}/{label}", a.to_lowercase()),
+                    None => c.trim().to_string(),
+                })
                 .collect(),
             bulk_listeners: l.bulk_listeners.clone(),
             max_deliveries,

@@ -67,6 +67,7 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
         queue::LanePolicy {
             bulk_accounts: config.lanes.bulk_accounts.clone(),
             bulk_listeners: config.lanes.bulk_listeners.clone(),
+            bulk_credentials: config.lanes.bulk_credentials.clone(),
         },
     );
     let services = Arc::new(Services {
