@@ -35,6 +35,9 @@ pub struct ActivitySettings {
     pub spike_factor: f64,
     /// ... and at least this many messages in the hour.
     pub min_volume: u32,
+    /// A spray: distinct recipient domains in the hour at least spike_factor times the usual
+    /// and at least this many.
+    pub min_domains: u32,
     pub baseline_days: u32,
     /// Report logins from a network never seen for the credential.
     pub new_network: bool,
@@ -49,6 +52,8 @@ pub struct ActivitySettings {
 pub enum Event {
     /// `count` messages this hour against a baseline of `baseline` per hour.
     Spike { count: u32, baseline: f64 },
+    /// Mail to `count` distinct recipient domains this hour against a usual `baseline`.
+    DomainSpike { count: u32, baseline: f64 },
     /// A login from `network`, new for the credential.
     NewNetwork { ip: IpAddr, network: String },
 }
@@ -59,6 +64,10 @@ impl std::fmt::Display for Event {
             Event::Spike { count, baseline } => write!(
                 f,
                 "{count} messages in the last hour, against a usual {baseline:.1} per hour"
+            ),
+            Event::DomainSpike { count, baseline } => write!(
+                f,
+                "mail to {count} different domains in the last hour, against a usual {baseline:.1} per hour"
             ),
             Event::NewNetwork { ip, network } => {
                 write!(
@@ -74,6 +83,8 @@ struct Hour {
     hour: i64,
     count: u32,
     baseline: f64,
+    domains: std::collections::HashSet<String>,
+    baseline_domains: f64,
     /// A spike was reported this hour (once per hour).
     flagged: bool,
 }
@@ -138,61 +149,81 @@ impl Activity {
         (self.settings.new_network && new && known > 0).then_some(Event::NewNetwork { ip, network })
     }
 
-    /// One message accepted from `login`: counts it and reports a burst, once per hour.
-    pub async fn message(&self, login: &Login) -> Option<Event> {
+    /// One message accepted from `login` for recipients in `domains`: counts it and reports a
+    /// burst or a spray of domains, once per hour.
+    pub async fn message(&self, login: &Login, domains: &[String]) -> Option<Event> {
         if !self.settings.enabled {
             return None;
         }
         let hour = now_ms() / HOUR_MS;
         let id = login.credential_id;
-        if let Err(e) = self.store.count_activity(id, hour, 1).await {
-            tracing::warn!(error = %e, "counting credential activity failed");
-        }
         let known = {
             let hours = self.hours.lock().unwrap_or_else(|e| e.into_inner());
             hours.get(&id).is_some_and(|h| h.hour == hour)
         };
         if !known {
+            // The baseline, and what the store already counted this hour (before a restart).
             let span = i64::from(self.settings.baseline_days.max(1)) * 24;
             let past = self
                 .store
-                .activity(id, hour - span, hour)
+                .activity(id, hour - span, hour + 1)
                 .await
                 .unwrap_or_default();
-            let total: u64 = past.iter().map(|(_, n)| u64::from(*n)).sum();
-            let baseline = total as f64 / span as f64;
-            let now_count = self
-                .store
-                .activity(id, hour, hour + 1)
-                .await
-                .ok()
-                .and_then(|v| v.first().map(|(_, n)| *n))
-                .unwrap_or(1);
+            let before: Vec<_> = past.iter().filter(|(h, _, _)| *h < hour).collect();
+            let total: u64 = before.iter().map(|(_, n, _)| u64::from(*n)).sum();
+            let total_domains: u64 = before.iter().map(|(_, _, d)| u64::from(*d)).sum();
+            let now_count = past
+                .iter()
+                .find(|(h, _, _)| *h == hour)
+                .map_or(0, |(_, n, _)| *n);
             let mut hours = self.hours.lock().unwrap_or_else(|e| e.into_inner());
             hours.retain(|_, h| h.hour == hour);
-            hours.insert(
-                id,
-                Hour {
-                    hour,
-                    count: now_count.saturating_sub(1),
-                    baseline,
-                    flagged: false,
-                },
-            );
-        }
-        let mut hours = self.hours.lock().unwrap_or_else(|e| e.into_inner());
-        let h = hours.get_mut(&id)?;
-        h.count += 1;
-        let threshold =
-            (h.baseline * self.settings.spike_factor).max(f64::from(self.settings.min_volume));
-        if !h.flagged && f64::from(h.count) >= threshold {
-            h.flagged = true;
-            return Some(Event::Spike {
-                count: h.count,
-                baseline: h.baseline,
+            hours.entry(id).or_insert(Hour {
+                hour,
+                count: now_count,
+                baseline: total as f64 / span as f64,
+                domains: Default::default(),
+                baseline_domains: total_domains as f64 / span as f64,
+                flagged: false,
             });
         }
-        None
+        let (event, distinct) = {
+            let mut hours = self.hours.lock().unwrap_or_else(|e| e.into_inner());
+            let h = hours.get_mut(&id)?;
+            h.count += 1;
+            for d in domains {
+                if h.domains.len() < 100_000 {
+                    h.domains.insert(d.to_lowercase());
+                }
+            }
+            let distinct = h.domains.len() as u32;
+            let factor = self.settings.spike_factor;
+            let volume = (h.baseline * factor).max(f64::from(self.settings.min_volume));
+            let spray = (h.baseline_domains * factor).max(f64::from(self.settings.min_domains));
+            let event = if h.flagged {
+                None
+            } else if f64::from(h.count) >= volume {
+                Some(Event::Spike {
+                    count: h.count,
+                    baseline: h.baseline,
+                })
+            } else if f64::from(distinct) >= spray {
+                Some(Event::DomainSpike {
+                    count: distinct,
+                    baseline: h.baseline_domains,
+                })
+            } else {
+                None
+            };
+            if event.is_some() {
+                h.flagged = true;
+            }
+            (event, distinct)
+        };
+        if let Err(e) = self.store.count_activity(id, hour, 1, distinct).await {
+            tracing::warn!(error = %e, "counting credential activity failed");
+        }
+        event
     }
 
     /// Whether a spike was reported for credential `id` in the current hour (the throttle and

@@ -176,3 +176,40 @@ fn a_login_from_a_network_never_seen_for_the_credential_is_reported() {
         "{mail}"
     );
 }
+
+#[test]
+fn mail_sprayed_over_many_domains_is_reported() {
+    // Every remote domain goes to a closed local port (never to the world).
+    let s = TestServer::start(
+        bin(),
+        "[anomaly]\nmin_volume = 1000\nmin_domains = 4\n\
+         [[transport]]\ndomain = \"*\"\nsmarthost = \"127.0.0.1:1\"\n",
+    )
+    .unwrap();
+    s.admin_ok(&["domain", "add", "example.test"]);
+    s.add_account("alice@example.test", "alice-pw");
+    let mut c = s.login("alice@example.test", "alice-pw");
+    let r = c.send_mail(
+        "alice@example.test",
+        &["a@d1.test", "b@d2.test", "c@d3.test"],
+        "From: alice@example.test\r\nSubject: 1\r\n\r\nx\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        s.admin_ok(&["mailbox", "list", "postmaster@example.test"])
+            .contains("no messages"),
+        "three domains are not a spray yet"
+    );
+    let r = c.send_mail(
+        "alice@example.test",
+        &["d@D4.test", "e@d1.test"],
+        "From: alice@example.test\r\nSubject: 2\r\n\r\nx\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let mail = alert(&s);
+    assert!(
+        mail.contains("mail to 4 different domains in the last hour"),
+        "{mail}"
+    );
+}

@@ -134,6 +134,7 @@ pub struct Anomaly {
     pub enabled: bool,
     pub spike_factor: f64,
     pub min_volume: u32,
+    pub min_domains: u32,
     pub baseline_days: u32,
     pub new_network: bool,
     pub ipv4_prefix: u8,

@@ -42,6 +42,7 @@ struct RawAnomaly {
     enabled: bool,
     spike_factor: f64,
     min_volume: i64,
+    min_domains: i64,
     baseline_days: i64,
     new_network: bool,
     ipv4_prefix: i64,
@@ -667,6 +668,9 @@ impl RawConfig {
             spike_factor: an.spike_factor.max(1.0),
             min_volume: c
                 .count("anomaly.min_volume", an.min_volume, 1)
+                .min(u32::MAX as i64) as u32,
+            min_domains: c
+                .count("anomaly.min_domains", an.min_domains, 1)
                 .min(u32::MAX as i64) as u32,
             baseline_days: c
                 .count("anomaly.baseline_days", an.baseline_days, 1)

@@ -442,8 +442,13 @@ impl Session {
         // Unusual activity: the message that shows a burst is reported, and with the action
         // "hold" it is kept on hold rather than delivered.
         let mut hold = false;
+        let domains: Vec<String> = tx
+            .recipients
+            .iter()
+            .filter_map(|r| r.address.rsplit_once('@').map(|(_, d)| d.to_string()))
+            .collect();
         if let Some(login) = self.login.clone()
-            && let Some(event) = self.svc.activity.message(&login).await
+            && let Some(event) = self.svc.activity.message(&login, &domains).await
         {
             hold = self.svc.activity.action() == accounts::Action::Hold;
             self.unusual(&login, event).await;

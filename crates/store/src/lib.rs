@@ -127,10 +127,13 @@ pub trait Store: Send + Sync + 'static {
         label: &str,
         reason: Option<&str>,
     ) -> Result<bool>;
-    /// Adds `n` messages to credential `id`'s count for `hour` (unix ms / 3 600 000).
-    async fn count_activity(&self, id: i64, hour: i64, n: u32) -> Result<()>;
-    /// Messages per hour of credential `id` in hours `from..to`: the hours with any.
-    async fn activity(&self, id: i64, from_hour: i64, to_hour: i64) -> Result<Vec<(i64, u32)>>;
+    /// Adds `n` messages to credential `id`'s count for `hour` (unix ms / 3 600 000), and
+    /// raises its count of distinct recipient domains in that hour to `domains` if higher.
+    async fn count_activity(&self, id: i64, hour: i64, n: u32, domains: u32) -> Result<()>;
+    /// Per hour of credential `id` in hours `from..to` with any mail: (hour, messages,
+    /// distinct recipient domains).
+    async fn activity(&self, id: i64, from_hour: i64, to_hour: i64)
+    -> Result<Vec<(i64, u32, u32)>>;
     /// Records that credential `id` logged in from `network`; `true` if it was new.
     async fn note_network(&self, id: i64, network: &str) -> Result<bool>;
     /// How many networks credential `id` has logged in from.

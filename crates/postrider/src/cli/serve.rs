@@ -80,6 +80,7 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
                 enabled: config.anomaly.enabled,
                 spike_factor: config.anomaly.spike_factor,
                 min_volume: config.anomaly.min_volume,
+                min_domains: config.anomaly.min_domains,
                 baseline_days: config.anomaly.baseline_days,
                 new_network: config.anomaly.new_network,
                 ipv4_prefix: config.anomaly.ipv4_prefix,

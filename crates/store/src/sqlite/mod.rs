@@ -252,12 +252,22 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn count_activity(&self, id: i64, hour: i64, n: u32) -> Result<()> {
-        self.write_unit(WriteOp::CountActivity { id, hour, n })
-            .await
+    async fn count_activity(&self, id: i64, hour: i64, n: u32, domains: u32) -> Result<()> {
+        self.write_unit(WriteOp::CountActivity {
+            id,
+            hour,
+            n,
+            domains,
+        })
+        .await
     }
 
-    async fn activity(&self, id: i64, from_hour: i64, to_hour: i64) -> Result<Vec<(i64, u32)>> {
+    async fn activity(
+        &self,
+        id: i64,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<(i64, u32, u32)>> {
         read::activity(&self.pool, id, from_hour, to_hour).await
     }
 

@@ -65,6 +65,7 @@ pub(crate) enum WriteOp {
         id: i64,
         hour: i64,
         n: u32,
+        domains: u32,
     },
     NoteNetwork {
         id: i64,
@@ -312,14 +313,21 @@ pub(crate) async fn apply(
             .await?;
             Ok(WriteOut::Bool(r.rows_affected() > 0))
         }
-        WriteOp::CountActivity { id, hour, n } => {
+        WriteOp::CountActivity {
+            id,
+            hour,
+            n,
+            domains,
+        } => {
             sqlx::query(
-                "INSERT INTO credential_activity (credential_id, hour, messages) VALUES (?, ?, ?) \
-                 ON CONFLICT (credential_id, hour) DO UPDATE SET messages = messages + excluded.messages",
+                "INSERT INTO credential_activity (credential_id, hour, messages, domains) VALUES (?, ?, ?, ?) \
+                 ON CONFLICT (credential_id, hour) DO UPDATE SET messages = messages + excluded.messages, \
+                 domains = MAX(domains, excluded.domains)",
             )
             .bind(id)
             .bind(hour)
             .bind(*n as i64)
+            .bind(*domains as i64)
             .execute(&mut *c)
             .await?;
             Ok(WriteOut::Unit)
