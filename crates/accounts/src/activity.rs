@@ -38,6 +38,11 @@ pub struct ActivitySettings {
     /// A spray: distinct recipient domains in the hour at least spike_factor times the usual
     /// and at least this many.
     pub min_domains: u32,
+    /// A bounce storm: in the hour, at least `min_bounces` recipients refused by remote
+    /// servers, at a rate (bounces per message) of at least spike_factor times the usual rate
+    /// and at least `bounce_rate`.
+    pub min_bounces: u32,
+    pub bounce_rate: f64,
     pub baseline_days: u32,
     /// Report logins from a network never seen for the credential.
     pub new_network: bool,
@@ -54,6 +59,13 @@ pub enum Event {
     Spike { count: u32, baseline: f64 },
     /// Mail to `count` distinct recipient domains this hour against a usual `baseline`.
     DomainSpike { count: u32, baseline: f64 },
+    /// `bounces` recipients refused this hour for `messages` messages, against a usual
+    /// `baseline` bounces per message.
+    BounceSpike {
+        bounces: u32,
+        messages: u32,
+        baseline: f64,
+    },
     /// A login from `network`, new for the credential.
     NewNetwork { ip: IpAddr, network: String },
 }
@@ -68,6 +80,15 @@ impl std::fmt::Display for Event {
             Event::DomainSpike { count, baseline } => write!(
                 f,
                 "mail to {count} different domains in the last hour, against a usual {baseline:.1} per hour"
+            ),
+            Event::BounceSpike {
+                bounces,
+                messages,
+                baseline,
+            } => write!(
+                f,
+                "{bounces} recipients refused by remote servers for {messages} messages in the last hour, against a usual {:.1}%",
+                baseline * 100.0
             ),
             Event::NewNetwork { ip, network } => {
                 write!(
@@ -85,6 +106,10 @@ struct Hour {
     baseline: f64,
     domains: std::collections::HashSet<String>,
     baseline_domains: f64,
+    /// Bounces this hour as last read from the store, and when.
+    bounces: u32,
+    bounces_read: Option<tokio::time::Instant>,
+    baseline_bounce_rate: f64,
     /// A spike was reported this hour (once per hour).
     flagged: bool,
 }
@@ -169,13 +194,14 @@ impl Activity {
                 .activity(id, hour - span, hour + 1)
                 .await
                 .unwrap_or_default();
-            let before: Vec<_> = past.iter().filter(|(h, _, _)| *h < hour).collect();
-            let total: u64 = before.iter().map(|(_, n, _)| u64::from(*n)).sum();
-            let total_domains: u64 = before.iter().map(|(_, _, d)| u64::from(*d)).sum();
+            let before: Vec<_> = past.iter().filter(|(h, ..)| *h < hour).collect();
+            let total: u64 = before.iter().map(|(_, n, ..)| u64::from(*n)).sum();
+            let total_domains: u64 = before.iter().map(|(_, _, d, _)| u64::from(*d)).sum();
+            let total_bounces: u64 = before.iter().map(|(.., b)| u64::from(*b)).sum();
             let now_count = past
                 .iter()
-                .find(|(h, _, _)| *h == hour)
-                .map_or(0, |(_, n, _)| *n);
+                .find(|(h, ..)| *h == hour)
+                .map_or(0, |(_, n, ..)| *n);
             let mut hours = self.hours.lock().unwrap_or_else(|e| e.into_inner());
             hours.retain(|_, h| h.hour == hour);
             hours.entry(id).or_insert(Hour {
@@ -184,8 +210,38 @@ impl Activity {
                 baseline: total as f64 / span as f64,
                 domains: Default::default(),
                 baseline_domains: total_domains as f64 / span as f64,
+                bounces: 0,
+                bounces_read: None,
+                baseline_bounce_rate: if total > 0 {
+                    total_bounces as f64 / total as f64
+                } else {
+                    0.0
+                },
                 flagged: false,
             });
+        }
+        // Bounces arrive from deliveries: reread this hour's count now and then.
+        let reread = {
+            let hours = self.hours.lock().unwrap_or_else(|e| e.into_inner());
+            hours.get(&id).is_some_and(|h| {
+                h.bounces_read
+                    .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(5))
+            })
+        };
+        if reread {
+            let bounces = self
+                .store
+                .activity(id, hour, hour + 1)
+                .await
+                .ok()
+                .and_then(|v| v.first().map(|(.., b)| *b));
+            let mut hours = self.hours.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(h) = hours.get_mut(&id) {
+                h.bounces_read = Some(tokio::time::Instant::now());
+                if let Some(b) = bounces {
+                    h.bounces = b;
+                }
+            }
         }
         let (event, distinct) = {
             let mut hours = self.hours.lock().unwrap_or_else(|e| e.into_inner());
@@ -206,6 +262,15 @@ impl Activity {
                 Some(Event::Spike {
                     count: h.count,
                     baseline: h.baseline,
+                })
+            } else if h.bounces >= self.settings.min_bounces
+                && f64::from(h.bounces) / f64::from(h.count.max(1))
+                    >= (h.baseline_bounce_rate * factor).max(self.settings.bounce_rate)
+            {
+                Some(Event::BounceSpike {
+                    bounces: h.bounces,
+                    messages: h.count,
+                    baseline: h.baseline_bounce_rate,
                 })
             } else if f64::from(distinct) >= spray {
                 Some(Event::DomainSpike {

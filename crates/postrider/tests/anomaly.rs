@@ -213,3 +213,49 @@ fn mail_sprayed_over_many_domains_is_reported() {
         "{mail}"
     );
 }
+
+#[test]
+fn a_storm_of_bounces_is_reported() {
+    // The receiving side knows nobody: every recipient is refused with 550 5.1.1.
+    let b = TestServer::start_named(bin(), "mx.remote.test", "").unwrap();
+    b.admin_ok(&["domain", "add", "remote.test"]);
+    let s = TestServer::start(
+        bin(),
+        &format!(
+            "[anomaly]\nmin_volume = 1000\nmin_domains = 1000\nmin_bounces = 3\nbounce_rate = 0.5\n\
+             [[transport]]\ndomain = \"remote.test\"\nsmarthost = \"127.0.0.1:{}\"\n",
+            b.ports.mx
+        ),
+    )
+    .unwrap();
+    s.admin_ok(&["domain", "add", "example.test"]);
+    s.add_account("alice@example.test", "alice-pw");
+    let started = Instant::now();
+    let mut c = s.login("alice@example.test", "alice-pw");
+    for i in 0..3 {
+        let r = c.send_mail(
+            "alice@example.test",
+            &[&format!("guess{i}@remote.test")],
+            &format!("From: alice@example.test\r\nSubject: {i}\r\n\r\nx\r\n"),
+        );
+        assert_eq!(r.code, 250, "{r:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.log().matches("failed: ").count() < 3 {
+        assert!(Instant::now() < deadline, "{}", s.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The bounce count is reread every few seconds; the next message shows the storm.
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(started.elapsed()));
+    let r = c.send_mail(
+        "alice@example.test",
+        &["guess9@remote.test"],
+        "From: alice@example.test\r\nSubject: 9\r\n\r\nx\r\n",
+    );
+    assert_eq!(r.code, 250, "{r:?}");
+    let mail = alert(&s);
+    assert!(
+        mail.contains("3 recipients refused by remote servers for 4 messages in the last hour"),
+        "{mail}"
+    );
+}

@@ -450,6 +450,7 @@ impl Scheduler {
         let mut reports = Vec::new();
         let mut relayed: Vec<store::QueuedRecipient> = Vec::new();
         let mut delayed: Vec<store::QueuedRecipient> = Vec::new();
+        let mut bounced: u32 = 0;
         for (idx, outcome) in outcomes {
             let address = recipients
                 .iter()
@@ -498,6 +499,7 @@ impl Scheduler {
                 RemoteOutcome::Failed(why) => {
                     tracing::warn!(queue_id = %msg.id, to = address, domain = %domain, "failed: {why}");
                     self.bounce_due.store(true, Ordering::Release);
+                    bounced += 1;
                     Outcome::Failed { error: why }
                 }
             };
@@ -537,6 +539,17 @@ impl Scheduler {
             // The recipients stay pending and are tried again: at worst a duplicate, never a loss.
             tracing::error!(queue_id = %msg.id, error = %e, "recording delivery outcomes failed; they will be retried");
             return;
+        }
+        // Bounces count against the credential the mail was sent with (unusual-activity
+        // detection compares them with its usual bounce rate).
+        if bounced > 0
+            && let (Some(account), Some(label)) = (&msg.envelope.auth, &msg.envelope.credential)
+            && let Err(e) = self
+                .store
+                .count_bounces(account, label, now / 3_600_000, bounced)
+                .await
+        {
+            tracing::warn!(error = %e, "counting the credential's bounces failed");
         }
         if !relayed.is_empty() {
             let refs: Vec<&store::QueuedRecipient> = relayed.iter().collect();

@@ -135,6 +135,8 @@ pub struct Anomaly {
     pub spike_factor: f64,
     pub min_volume: u32,
     pub min_domains: u32,
+    pub min_bounces: u32,
+    pub bounce_rate: f64,
     pub baseline_days: u32,
     pub new_network: bool,
     pub ipv4_prefix: u8,

@@ -43,6 +43,8 @@ struct RawAnomaly {
     spike_factor: f64,
     min_volume: i64,
     min_domains: i64,
+    min_bounces: i64,
+    bounce_rate: f64,
     baseline_days: i64,
     new_network: bool,
     ipv4_prefix: i64,
@@ -672,6 +674,21 @@ impl RawConfig {
             min_domains: c
                 .count("anomaly.min_domains", an.min_domains, 1)
                 .min(u32::MAX as i64) as u32,
+            min_bounces: c
+                .count("anomaly.min_bounces", an.min_bounces, 1)
+                .min(u32::MAX as i64) as u32,
+            bounce_rate: if (0.0..=1.0).contains(&an.bounce_rate) {
+                an.bounce_rate
+            } else {
+                c.problems.push(Problem {
+                    key: "anomaly.bounce_rate".into(),
+                    message: format!(
+                        "{} is not a rate between 0.0 and 1.0, e.g. 0.2",
+                        an.bounce_rate
+                    ),
+                });
+                0.2
+            },
             baseline_days: c
                 .count("anomaly.baseline_days", an.baseline_days, 1)
                 .min(365) as u32,

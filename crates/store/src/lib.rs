@@ -131,9 +131,16 @@ pub trait Store: Send + Sync + 'static {
     /// raises its count of distinct recipient domains in that hour to `domains` if higher.
     async fn count_activity(&self, id: i64, hour: i64, n: u32, domains: u32) -> Result<()>;
     /// Per hour of credential `id` in hours `from..to` with any mail: (hour, messages,
-    /// distinct recipient domains).
-    async fn activity(&self, id: i64, from_hour: i64, to_hour: i64)
-    -> Result<Vec<(i64, u32, u32)>>;
+    /// distinct recipient domains, bounced recipients).
+    async fn activity(
+        &self,
+        id: i64,
+        from_hour: i64,
+        to_hour: i64,
+    ) -> Result<Vec<(i64, u32, u32, u32)>>;
+    /// Adds `n` bounced recipients to the count for `hour` of the account's newest credential
+    /// with `label` (the one its mail was sent with).
+    async fn count_bounces(&self, account: &str, label: &str, hour: i64, n: u32) -> Result<()>;
     /// Records that credential `id` logged in from `network`; `true` if it was new.
     async fn note_network(&self, id: i64, network: &str) -> Result<bool>;
     /// How many networks credential `id` has logged in from.

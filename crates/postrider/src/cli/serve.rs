@@ -81,6 +81,8 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
                 spike_factor: config.anomaly.spike_factor,
                 min_volume: config.anomaly.min_volume,
                 min_domains: config.anomaly.min_domains,
+                min_bounces: config.anomaly.min_bounces,
+                bounce_rate: config.anomaly.bounce_rate,
                 baseline_days: config.anomaly.baseline_days,
                 new_network: config.anomaly.new_network,
                 ipv4_prefix: config.anomaly.ipv4_prefix,

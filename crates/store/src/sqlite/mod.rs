@@ -267,8 +267,18 @@ impl Store for SqliteStore {
         id: i64,
         from_hour: i64,
         to_hour: i64,
-    ) -> Result<Vec<(i64, u32, u32)>> {
+    ) -> Result<Vec<(i64, u32, u32, u32)>> {
         read::activity(&self.pool, id, from_hour, to_hour).await
+    }
+
+    async fn count_bounces(&self, account: &str, label: &str, hour: i64, n: u32) -> Result<()> {
+        self.write_unit(WriteOp::CountBounces {
+            account: account.into(),
+            label: label.into(),
+            hour,
+            n,
+        })
+        .await
     }
 
     async fn note_network(&self, id: i64, network: &str) -> Result<bool> {

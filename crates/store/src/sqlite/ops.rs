@@ -71,6 +71,12 @@ pub(crate) enum WriteOp {
         id: i64,
         network: String,
     },
+    CountBounces {
+        account: String,
+        label: String,
+        hour: i64,
+        n: u32,
+    },
     AddBan {
         kind: String,
         value: String,
@@ -328,6 +334,26 @@ pub(crate) async fn apply(
             .bind(hour)
             .bind(*n as i64)
             .bind(*domains as i64)
+            .execute(&mut *c)
+            .await?;
+            Ok(WriteOut::Unit)
+        }
+        WriteOp::CountBounces {
+            account,
+            label,
+            hour,
+            n,
+        } => {
+            sqlx::query(
+                "INSERT INTO credential_activity (credential_id, hour, messages, bounces) \
+                 SELECT id, ?, 0, ? FROM credentials WHERE account = ? AND label = ? \
+                 ORDER BY id DESC LIMIT 1 \
+                 ON CONFLICT (credential_id, hour) DO UPDATE SET bounces = bounces + excluded.bounces",
+            )
+            .bind(hour)
+            .bind(*n as i64)
+            .bind(account)
+            .bind(label)
             .execute(&mut *c)
             .await?;
             Ok(WriteOut::Unit)

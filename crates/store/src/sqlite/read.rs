@@ -43,9 +43,9 @@ pub(super) async fn activity(
     id: i64,
     from_hour: i64,
     to_hour: i64,
-) -> Result<Vec<(i64, u32, u32)>> {
+) -> Result<Vec<(i64, u32, u32, u32)>> {
     let rows = sqlx::query(
-        "SELECT hour, messages, domains FROM credential_activity \
+        "SELECT hour, messages, domains, bounces FROM credential_activity \
          WHERE credential_id = ? AND hour >= ? AND hour < ? ORDER BY hour",
     )
     .bind(id)
@@ -57,10 +57,12 @@ pub(super) async fn activity(
         .map(|r| {
             let n: i64 = r.try_get(1)?;
             let d: i64 = r.try_get(2)?;
+            let b: i64 = r.try_get(3)?;
             Ok((
                 r.try_get(0)?,
                 n.clamp(0, u32::MAX as i64) as u32,
                 d.clamp(0, u32::MAX as i64) as u32,
+                b.clamp(0, u32::MAX as i64) as u32,
             ))
         })
         .collect()
