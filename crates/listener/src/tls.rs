@@ -171,10 +171,27 @@ pub fn make_self_signed(data_dir: &Path, hostname: &str) -> Result<CertificateFi
     if hostname != "localhost" {
         names.push("localhost".into());
     }
-    let generated =
-        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Generate(e.to_string()))?;
-    write_private(key, generated.signing_key.serialize_pem().as_bytes())?;
-    std::fs::write(cert, generated.cert.pem()).map_err(|source| TlsError::Write {
+    // Named after the host (not rcgen's placeholder), valid from yesterday for ten years, so
+    // `postrider tls check` and clients show something meaningful.
+    let generate = || -> Result<(rcgen::Certificate, rcgen::KeyPair), rcgen::Error> {
+        let mut params = rcgen::CertificateParams::new(names)?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, hostname);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Postrider (self-signed)");
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now - time::Duration::days(1);
+        params.not_after = now + time::Duration::days(3650);
+        let key = rcgen::KeyPair::generate()?;
+        let cert = params.self_signed(&key)?;
+        Ok((cert, key))
+    };
+    let (generated, signing_key) = generate().map_err(|e| TlsError::Generate(e.to_string()))?;
+    write_private(key, signing_key.serialize_pem().as_bytes())?;
+    std::fs::write(cert, generated.pem()).map_err(|source| TlsError::Write {
         path: cert.clone(),
         source,
     })?;

@@ -76,6 +76,22 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` or `grep -q` ends when the reader goes: Rust ignores SIGPIPE, so
+    // printing fails (and would panic). End quietly instead, with the status a SIGPIPE death
+    // would give (128 + 13), as other command-line tools do.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to std") && message.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default_hook(info)
+    }));
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -325,3 +325,19 @@ fn a_corrupt_queue_entry_is_quarantined_at_start_and_the_rest_is_delivered() {
         "reported in the log"
     );
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_with_the_sigpipe_status() {
+    // Like `postrider config defaults | true`: the reader is gone before anything is printed.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_postrider"))
+        .args(["config", "defaults"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+}
