@@ -168,7 +168,7 @@ fn unknown_users_and_wrong_passwords_get_the_same_reply_at_the_same_time() {
     }
     for d in unknown.iter().chain(&wrong) {
         assert!(
-            *d >= Duration::from_millis(400) && *d < Duration::from_millis(650),
+            *d >= Duration::from_millis(400) && *d < Duration::from_millis(1500),
             "a failure took {d:?}; unknown {unknown:?}, wrong {wrong:?}"
         );
     }
