@@ -59,10 +59,10 @@ impl Session {
             ("PLAIN", Some(ir)) => self.auth_plain(ir.as_bytes()).await,
             ("LOGIN", None) => self.challenge(AuthExchange::LoginUser, "VXNlcm5hbWU6"),
             ("LOGIN", Some(ir)) => match decode(ir.as_bytes()) {
-                Decoded::Bytes(user) => {
-                    let user = String::from_utf8_lossy(&user).into_owned();
-                    self.challenge(AuthExchange::LoginPassword(user), "UGFzc3dvcmQ6")
-                }
+                Decoded::Bytes(user) => match sasl::parse_login_field(&user) {
+                    Ok(user) => self.challenge(AuthExchange::LoginPassword(user), "UGFzc3dvcmQ6"),
+                    Err(_) => self.reply(reply::AUTH_MALFORMED),
+                },
                 Decoded::Cancelled => self.reply(reply::AUTH_CANCELLED),
                 Decoded::Malformed => self.reply(reply::AUTH_MALFORMED),
             },
@@ -92,18 +92,18 @@ impl Session {
         match state {
             AuthExchange::Plain => self.auth_plain(line).await,
             AuthExchange::LoginUser => match decode(line) {
-                Decoded::Bytes(user) => {
-                    let user = String::from_utf8_lossy(&user).into_owned();
-                    self.challenge(AuthExchange::LoginPassword(user), "UGFzc3dvcmQ6")
-                }
+                Decoded::Bytes(user) => match sasl::parse_login_field(&user) {
+                    Ok(user) => self.challenge(AuthExchange::LoginPassword(user), "UGFzc3dvcmQ6"),
+                    Err(_) => self.reply(reply::AUTH_MALFORMED),
+                },
                 Decoded::Cancelled => self.reply(reply::AUTH_CANCELLED),
                 Decoded::Malformed => self.reply(reply::AUTH_MALFORMED),
             },
             AuthExchange::LoginPassword(user) => match decode(line) {
-                Decoded::Bytes(pw) => {
-                    let pw = String::from_utf8_lossy(&pw).into_owned();
-                    self.verify(&user, &pw).await
-                }
+                Decoded::Bytes(pw) => match sasl::parse_login_field(&pw) {
+                    Ok(pw) => self.verify(&user, &pw).await,
+                    Err(_) => self.reply(reply::AUTH_MALFORMED),
+                },
                 Decoded::Cancelled => self.reply(reply::AUTH_CANCELLED),
                 Decoded::Malformed => self.reply(reply::AUTH_MALFORMED),
             },
@@ -129,9 +129,35 @@ impl Session {
         let (authz, user) = (creds.authzid.as_str(), creds.authcid.as_str());
         if !authz.is_empty() && !authz.eq_ignore_ascii_case(user) {
             tracing::info!(user, authz, "AUTH refused: authorization identity differs");
-            return self.reply(reply::AUTH_INVALID);
+            let name = user.trim().to_lowercase();
+            return self.login_failed(&name).await;
         }
         self.verify(&creds.authcid, &creds.password).await
+    }
+
+    /// A failed login of `name`: unknown user, wrong password, expired, revoked or suspended
+    /// credential, locked name, foreign authorization identity — one reply, at one time after
+    /// the AUTH command (growing with repeated failures), whatever the work behind it; the
+    /// session ends after too many.
+    async fn login_failed(&mut self, name: &str) -> Next {
+        let verdict = self.svc.guard.failure(self.peer.ip(), name).await;
+        let started = self
+            .auth_started
+            .take()
+            .unwrap_or_else(tokio::time::Instant::now);
+        tokio::time::sleep_until(started + verdict.delay).await;
+        self.auth_failures += 1;
+        let next = self.reply(reply::AUTH_INVALID);
+        if verdict.banned || self.auth_failures >= self.cfg.max_auth_failures {
+            tracing::info!(
+                failures = self.auth_failures,
+                banned = verdict.banned,
+                "too many failed logins; closing"
+            );
+            reply::TOO_MANY_AUTH_FAILURES.encode(&mut self.out);
+            return Next::Close;
+        }
+        next
     }
 
     async fn verify(&mut self, user: &str, password: &str) -> Next {
@@ -167,27 +193,7 @@ impl Session {
             }
             Ok(None) => {
                 tracing::info!(user, "authentication failed");
-                // Unknown user, wrong password, expired or revoked credential, locked name: one
-                // reply, at one time after the AUTH command (growing with repeated failures),
-                // whatever the work behind it.
-                let verdict = self.svc.guard.failure(ip, &name).await;
-                let started = self
-                    .auth_started
-                    .take()
-                    .unwrap_or_else(tokio::time::Instant::now);
-                tokio::time::sleep_until(started + verdict.delay).await;
-                self.auth_failures += 1;
-                let next = self.reply(reply::AUTH_INVALID);
-                if verdict.banned || self.auth_failures >= self.cfg.max_auth_failures {
-                    tracing::info!(
-                        failures = self.auth_failures,
-                        banned = verdict.banned,
-                        "too many failed logins; closing"
-                    );
-                    reply::TOO_MANY_AUTH_FAILURES.encode(&mut self.out);
-                    return Next::Close;
-                }
-                next
+                self.login_failed(&name).await
             }
             Err(e) => {
                 tracing::error!(error = %e, "authentication lookup failed");
