@@ -259,3 +259,34 @@ fn a_storm_of_bounces_is_reported() {
         "{mail}"
     );
 }
+
+#[test]
+fn with_action_throttle_a_burst_pauses_the_credential_without_suspending_it() {
+    let (s, secret) = server("action = \"throttle\"\nmin_volume = 3\n");
+    let mut c = s.login("alice@example.test", &secret);
+    for i in 0..3 {
+        let r = c.send_mail(
+            "alice@example.test",
+            &["x@remote.test"],
+            &format!("From: alice@example.test\r\nSubject: {i}\r\n\r\nx\r\n"),
+        );
+        assert_eq!(r.code, 250, "{r:?}");
+    }
+    // Further mail of the credential waits (temporary reply), in this session and the next.
+    let r = c.cmd("MAIL FROM:<alice@example.test>");
+    assert_eq!(r.code, 451, "{r:?}");
+    let mut c = s.login("alice@example.test", &secret);
+    let r = c.cmd("MAIL FROM:<alice@example.test>");
+    assert_eq!(r.code, 451, "{r:?}");
+    assert!(alert(&s).contains("action \"throttle\""));
+    // Nothing is held and the credential is not suspended; the account's password still sends.
+    assert_eq!(held(&s), 0);
+    let list = s.admin_ok(&["credential", "list", "alice@example.test"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("app") && l.contains("active")),
+        "{list}"
+    );
+    let mut c = s.login("alice@example.test", "alice-pw");
+    c.expect("MAIL FROM:<alice@example.test>", "250");
+}
