@@ -117,7 +117,7 @@ pub async fn run(ctx: Context, cmd: CredentialCmd) -> Result<()> {
             }
             let now = now_ms();
             println!(
-                "{:<20} {:<8} {:<20} {:<20} LAST USED",
+                "{:<20} {:<9} {:<20} {:<20} LAST USED",
                 "LABEL", "STATE", "CREATED (UTC)", "EXPIRES (UTC)"
             );
             for c in store.credentials(&a).await? {
@@ -137,7 +137,7 @@ pub async fn run(ctx: Context, cmd: CredentialCmd) -> Result<()> {
                     _ => "never".to_string(),
                 };
                 println!(
-                    "{:<20} {:<8} {:<20} {:<20} {used}",
+                    "{:<20} {:<9} {:<20} {:<20} {used}",
                     c.label,
                     state,
                     format_time(c.created_at),
