@@ -55,6 +55,9 @@ enum Command {
     /// Accounts: mailboxes that can log in.
     #[command(subcommand)]
     Account(cli::directory::AccountCmd),
+    /// DKIM signing keys: make one and print its DNS record, list them.
+    #[command(subcommand)]
+    Dkim(cli::dkim::DkimCmd),
     /// Bans after repeated failed logins: list, remove.
     #[command(subcommand)]
     Ban(cli::ban::BanCmd),
@@ -116,6 +119,7 @@ fn main() -> ExitCode {
             Command::Account(c) => cli::directory::account(ctx, c).await,
             Command::Credential(c) => cli::credential::run(ctx, c).await,
             Command::Ban(c) => cli::ban::run(ctx, c).await,
+            Command::Dkim(c) => cli::dkim::run(ctx, c).await,
             Command::Alias(c) => cli::directory::alias(ctx, c).await,
             Command::Queue(c) => cli::queue::run(ctx, c).await,
             Command::Mailbox(c) => cli::mailbox::run(ctx, c).await,

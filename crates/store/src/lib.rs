@@ -146,6 +146,12 @@ pub trait Store: Send + Sync + 'static {
     /// How many networks credential `id` has logged in from.
     async fn network_count(&self, id: i64) -> Result<u64>;
 
+    // ---- DKIM keys ---------------------------------------------------------------------------
+    /// Stores a key; `AlreadyExists` when the domain has the selector already.
+    async fn add_dkim_key(&self, key: DkimKeyRecord) -> Result<()>;
+    /// The keys of a domain (every domain's for `None`), oldest first.
+    async fn dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKeyRecord>>;
+
     // ---- bans ----------------------------------------------------------------------------------
     /// Bans `value` of `kind` until `until_ms` (replacing an earlier ban of it).
     async fn add_ban(&self, kind: &str, value: &str, until_ms: i64, reason: &str) -> Result<()>;

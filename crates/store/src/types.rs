@@ -45,6 +45,18 @@ impl CredentialRecord {
     }
 }
 
+/// A DKIM key of a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimKeyRecord {
+    pub domain: String,
+    pub selector: String,
+    /// "rsa" or "ed25519".
+    pub algorithm: String,
+    pub private_key: Vec<u8>,
+    pub public_key: Vec<u8>,
+    pub created_at: i64,
+}
+
 /// A temporary ban: of a client address (`kind` "ip") or of logins to an account name
 /// (`kind` "account").
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -58,11 +58,22 @@ impl TestServer {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            s.ports = Ports {
-                mx: free_port(),
-                submission: free_port(),
-                submissions: free_port(),
+            // The three are found while all are held, so they differ (one after the other, the
+            // kernel may hand out the same port twice).
+            let held: Vec<TcpListener> = (0..3)
+                .filter_map(|_| TcpListener::bind("127.0.0.1:0").ok())
+                .collect();
+            let port = |i: usize| {
+                held.get(i)
+                    .and_then(|l| l.local_addr().ok())
+                    .map_or_else(free_port, |a| a.port())
             };
+            s.ports = Ports {
+                mx: port(0),
+                submission: port(1),
+                submissions: port(2),
+            };
+            drop(held);
             let text = format!(
                 "[server]\nhostname = \"{hostname}\"\ndata_dir = \"{data}\"\n{extra}\n\
                  [[listener]]\nname = \"mx\"\naddress = \"127.0.0.1:{}\"\nrole = \"mx\"\n\

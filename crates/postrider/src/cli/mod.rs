@@ -4,6 +4,7 @@ pub mod ban;
 pub mod config;
 pub mod credential;
 pub mod directory;
+pub mod dkim;
 pub mod mailbox;
 pub mod queue;
 pub mod serve;

@@ -293,6 +293,14 @@ impl Store for SqliteStore {
         read::network_count(&self.pool, id).await
     }
 
+    async fn add_dkim_key(&self, key: DkimKeyRecord) -> Result<()> {
+        self.write_unit(WriteOp::AddDkimKey(key)).await
+    }
+
+    async fn dkim_keys(&self, domain: Option<&str>) -> Result<Vec<DkimKeyRecord>> {
+        read::dkim_keys(&self.pool, domain).await
+    }
+
     async fn add_ban(&self, kind: &str, value: &str, until_ms: i64, reason: &str) -> Result<()> {
         self.write_unit(WriteOp::AddBan {
             kind: kind.into(),

@@ -77,6 +77,7 @@ pub(crate) enum WriteOp {
         hour: i64,
         n: u32,
     },
+    AddDkimKey(DkimKeyRecord),
     AddBan {
         kind: String,
         value: String,
@@ -368,6 +369,22 @@ pub(crate) async fn apply(
             .execute(&mut *c)
             .await?;
             Ok(WriteOut::Bool(r.rows_affected() > 0))
+        }
+        WriteOp::AddDkimKey(k) => {
+            sqlx::query(
+                "INSERT INTO dkim_keys (domain, selector, algorithm, private_key, public_key, created_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&k.domain)
+            .bind(&k.selector)
+            .bind(&k.algorithm)
+            .bind(&k.private_key)
+            .bind(&k.public_key)
+            .bind(now_ms())
+            .execute(&mut *c)
+            .await
+            .map_err(|e| exists_error(e, || format!("DKIM selector {} of {}", k.selector, k.domain)))?;
+            Ok(WriteOut::Unit)
         }
         WriteOp::AddBan {
             kind,

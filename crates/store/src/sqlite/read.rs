@@ -77,6 +77,31 @@ pub(super) async fn network_count(pool: &SqlitePool, id: i64) -> Result<u64> {
     Ok(n.max(0) as u64)
 }
 
+pub(super) async fn dkim_keys(
+    pool: &SqlitePool,
+    domain: Option<&str>,
+) -> Result<Vec<DkimKeyRecord>> {
+    let rows = sqlx::query(
+        "SELECT domain, selector, algorithm, private_key, public_key, created_at FROM dkim_keys \
+         WHERE ?1 IS NULL OR domain = ?1 ORDER BY domain, created_at, selector",
+    )
+    .bind(domain)
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DkimKeyRecord {
+                domain: r.try_get(0)?,
+                selector: r.try_get(1)?,
+                algorithm: r.try_get(2)?,
+                private_key: r.try_get(3)?,
+                public_key: r.try_get(4)?,
+                created_at: r.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
 pub(super) async fn bans(pool: &SqlitePool, now_ms: i64) -> Result<Vec<BanRecord>> {
     let rows = sqlx::query(
         "SELECT kind, value, until, reason, created_at FROM bans WHERE until > ? ORDER BY until",
