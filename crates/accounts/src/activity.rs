@@ -122,12 +122,7 @@ pub struct Activity {
     hours: Arc<Mutex<HashMap<i64, Hour>>>,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::now_ms;
 
 /// The network of `ip` at the given prefix lengths, e.g. "192.0.2.0/24".
 pub fn network_of(ip: IpAddr, v4: u8, v6: u8) -> String {

@@ -66,12 +66,7 @@ pub struct Guard {
     state: Arc<Mutex<State>>,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::now_ms;
 
 impl Guard {
     pub fn new(store: SharedStore, settings: GuardSettings) -> Guard {

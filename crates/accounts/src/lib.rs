@@ -37,7 +37,8 @@ pub enum AccountsError {
 /// argon2 verification); the most recently used come first.
 const MAX_CREDENTIALS_TRIED: usize = 4;
 
-fn now_ms() -> i64 {
+/// Unix time in milliseconds (0 if the clock is before 1970).
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

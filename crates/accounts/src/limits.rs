@@ -54,12 +54,7 @@ pub struct Limiter {
     counts: Arc<Mutex<HashMap<String, [Window; 3]>>>,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+use crate::now_ms;
 
 impl Limiter {
     /// Takes `n` units for `key` under `limit`, or refuses (taking nothing) when any window

@@ -45,8 +45,6 @@ pub struct OutboundSettings {
     /// After no host of a destination could be reached, how long its other mail is deferred
     /// without trying (the scheduler's first retry delay). Zero: always try.
     pub unreachable_hold: Duration,
-    /// Messages per minute to one recipient domain; 0: no limit. Over it, mail is deferred.
-    pub destination_messages_per_minute: u32,
     /// Routes by recipient domain ("*" for every other domain).
     pub routes: Vec<Route>,
 }
@@ -146,8 +144,6 @@ pub struct Outbound {
     tls: Arc<rustls::ClientConfig>,
     pools: Arc<Pools>,
     destinations: cache::Destinations,
-    /// Per recipient domain: (minute, messages sent in it).
-    rates: Arc<std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>>,
 }
 
 impl Outbound {
@@ -158,34 +154,7 @@ impl Outbound {
             tls: tls::opportunistic_config(),
             pools: Arc::new(pools),
             destinations: cache::Destinations::default(),
-            rates: Arc::default(),
         }
-    }
-
-    /// Counts one message to `domain` against `destination_messages_per_minute`; false when the
-    /// minute's allowance is used up.
-    fn within_rate(&self, domain: &str) -> bool {
-        let limit = self.settings.destination_messages_per_minute;
-        if limit == 0 {
-            return true;
-        }
-        let minute = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64 / 60)
-            .unwrap_or(0);
-        let mut rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
-        if rates.len() > 100_000 {
-            rates.retain(|_, (m, _)| *m == minute);
-        }
-        let entry = rates.entry(domain.to_string()).or_insert((minute, 0));
-        if entry.0 != minute {
-            *entry = (minute, 0);
-        }
-        if entry.1 >= limit {
-            return false;
-        }
-        entry.1 += 1;
-        true
     }
 
     /// Waits for a delivery slot at the next hop of mail for `domain`. Take it before any
@@ -213,12 +182,6 @@ impl Outbound {
                 .map(|r| (r.idx, o.clone()))
                 .collect::<Vec<_>>()
         };
-        if !self.within_rate(&job.domain) {
-            return all(RemoteOutcome::Deferred(format!(
-                "4.7.0 rate limit for {}: {} messages per minute; sent later",
-                job.domain, self.settings.destination_messages_per_minute
-            )));
-        }
         let route = self.settings.route(&job.domain);
         let source = self.pools.choose(
             job.envelope.auth.as_deref(),

@@ -1,9 +1,8 @@
 //! Unusual-activity detection over real sockets: a leaked credential that bursts is suspended
 //! and its mail held; a login from a never-seen network is reported to the postmaster.
 
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
-use testkit::{Conn, TestServer, b64};
+use testkit::{TestServer, b64};
 
 fn bin() -> &'static std::path::Path {
     std::path::Path::new(env!("CARGO_BIN_EXE_postrider"))
@@ -125,25 +124,6 @@ fn with_action_alert_a_burst_is_only_reported() {
     assert_eq!(held(&s), 0);
 }
 
-/// A plain connection to `port` on 127.0.0.1 from another loopback source address.
-fn connect_from(source: &str, port: u16) -> TcpStream {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .expect("runtime");
-    let tcp = rt.block_on(async {
-        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
-        sock.bind(format!("{source}:0").parse().expect("address"))
-            .expect("bind the source address");
-        sock.connect(([127, 0, 0, 1], port).into())
-            .await
-            .expect("connect")
-    });
-    let tcp = tcp.into_std().expect("std stream");
-    tcp.set_nonblocking(false).expect("blocking");
-    tcp
-}
-
 #[test]
 fn a_login_from_a_network_never_seen_for_the_credential_is_reported() {
     // Each address is a network of its own here (/32), so 127.0.0.2 is new after 127.0.0.1.
@@ -156,10 +136,7 @@ fn a_login_from_a_network_never_seen_for_the_credential_is_reported() {
         s.admin_ok(&["mailbox", "list", "postmaster@example.test"])
             .contains("no messages")
     );
-    let mut c = Conn::from_tcp(
-        connect_from("127.0.0.2", s.ports.submission),
-        s.certificate(),
-    );
+    let mut c = s.connect_from("127.0.0.2", s.ports.submission);
     c.expect("EHLO client.test", "250");
     c.starttls();
     c.expect("EHLO client.test", "250");

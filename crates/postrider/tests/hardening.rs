@@ -3,7 +3,6 @@
 //!
 //! Cases already covered in `smtp_dialog.rs` are named in comments here instead of repeated.
 
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use testkit::{Conn, TestServer, b64};
 
@@ -28,25 +27,6 @@ fn queue_is_empty(s: &TestServer) -> bool {
 /// "code text" of a reply, for prefix checks.
 fn wire(r: &testkit::Reply) -> String {
     format!("{} {}", r.code, r.text)
-}
-
-/// A plain connection to `port` on 127.0.0.1 from another loopback source address.
-fn connect_from(source: &str, port: u16) -> TcpStream {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .build()
-        .expect("runtime");
-    let tcp = rt.block_on(async {
-        let sock = tokio::net::TcpSocket::new_v4().expect("socket");
-        sock.bind(format!("{source}:0").parse().expect("address"))
-            .expect("bind the source address");
-        sock.connect(([127, 0, 0, 1], port).into())
-            .await
-            .expect("connect")
-    });
-    let tcp = tcp.into_std().expect("std stream");
-    tcp.set_nonblocking(false).expect("blocking");
-    tcp
 }
 
 // ---- SMTP smuggling ----------------------------------------------------------------------------
@@ -439,7 +419,7 @@ fn idle_connections_at_the_per_ip_cap_do_not_keep_a_client_from_another_address_
     let mut over = Conn::raw(s.ports.mx, s.certificate());
     assert!(wire(&over.reply()).starts_with("421 4.7.0"));
     let start = Instant::now();
-    let mut c = Conn::from_tcp(connect_from("127.0.0.2", s.ports.mx), s.certificate());
+    let mut c = s.connect_from("127.0.0.2", s.ports.mx);
     assert_eq!(c.greeting.as_ref().map(|g| g.code), Some(220));
     assert!(
         start.elapsed() < Duration::from_secs(2),

@@ -530,17 +530,23 @@ fn submit_as(a: &TestServer, user: &str, pw: &str, to: &str, subject: &str) -> S
     r.text.rsplit(' ').next().unwrap().to_string()
 }
 
-#[test]
-fn bulk_mail_cannot_take_the_delivery_slots_reserved_for_transactional_mail() {
-    // A mail host that accepts connections and never says a word: every job sent there waits.
-    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let hole = blackhole.local_addr().unwrap().port();
+/// A mail host on 127.0.0.1 that accepts connections and never says a word; its port.
+fn blackhole() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         let mut held = Vec::new();
-        for s in blackhole.incoming().flatten() {
+        for s in listener.incoming().flatten() {
             held.push(s);
         }
     });
+    port
+}
+
+#[test]
+fn bulk_mail_cannot_take_the_delivery_slots_reserved_for_transactional_mail() {
+    // A mail host that never says a word: every job sent there waits.
+    let hole = blackhole();
     let b = remote();
     let dns = dns();
     let a = relay(
@@ -979,15 +985,7 @@ fn a_restart_with_a_full_queue_delivers_everything() {
 
 #[test]
 fn a_dead_destination_backlog_is_deferred_at_once_and_other_mail_goes_through() {
-    // A mail host that accepts connections and never says a word.
-    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let hole = blackhole.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for s in blackhole.incoming().flatten() {
-            held.push(s);
-        }
-    });
+    let hole = blackhole();
     let b = remote();
     let dns = dns();
     // One connection at a time per destination, 3 s to wait for a greeting, and (from

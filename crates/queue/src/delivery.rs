@@ -40,6 +40,8 @@ pub struct DeliverySettings {
     pub delay_warning: Duration,
     /// Where a failed message without a sender (a bounce) is reported; `None`: only logged.
     pub failed_bounce_copy_to: Option<String>,
+    /// Messages per minute to one recipient domain; 0: no limit. Over it, mail is deferred.
+    pub destination_messages_per_minute: u32,
     /// Remote deliveries at once, across all destinations.
     pub max_deliveries: usize,
     /// Of those, how many the bulk lane may never use.
@@ -68,6 +70,8 @@ pub struct Scheduler {
     bulk_slots: Arc<Semaphore>,
     /// Set when a recipient failed since the last bounce round.
     bounce_due: Arc<AtomicBool>,
+    /// Counts for `destination_messages_per_minute`.
+    limiter: accounts::Limiter,
 }
 
 fn now_ms() -> i64 {
@@ -107,6 +111,7 @@ impl Scheduler {
             all_slots,
             bulk_slots,
             bounce_due: Arc::default(),
+            limiter: accounts::Limiter::default(),
         }
     }
 
@@ -416,11 +421,33 @@ impl Scheduler {
         let attempts: HashMap<u32, u32> =
             msg.recipients.iter().map(|r| (r.idx, r.attempts)).collect();
         let mut message: Option<Arc<Vec<u8>>> = None;
+        let per_minute = accounts::RateLimit {
+            per_minute: self.settings.destination_messages_per_minute,
+            ..Default::default()
+        };
+        let within_rate = self
+            .limiter
+            .take(&format!("destination:{domain}"), 1, &per_minute)
+            .is_ok();
         let body = match content {
+            _ if !within_rate => Ok(Arc::default()),
             Some(c) => Ok(c),
             None => self.store.read_body(&msg.body_id, None).await.map(Arc::new),
         };
         let outcomes = match body {
+            // Over the destination's rate: deferred without reading or sending the message.
+            Ok(_) if !within_rate => recipients
+                .iter()
+                .map(|r| {
+                    (
+                        r.idx,
+                        RemoteOutcome::Deferred(format!(
+                            "4.7.0 rate limit for {domain}: {} messages per minute; sent later",
+                            per_minute.per_minute
+                        )),
+                    )
+                })
+                .collect(),
             Ok(body) => {
                 message = Some(body.clone());
                 let job = RemoteJob {

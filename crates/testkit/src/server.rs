@@ -293,6 +293,26 @@ impl TestServer {
     pub fn connect(&self, port: u16) -> Conn {
         Conn::plain(port, self.certificate())
     }
+
+    /// Like [`TestServer::connect`], from another loopback source address (e.g. "127.0.0.2"),
+    /// to look like a second client host.
+    pub fn connect_from(&self, source: &str, port: u16) -> Conn {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+            .expect("runtime");
+        let tcp = rt.block_on(async {
+            let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+            sock.bind(format!("{source}:0").parse().expect("source address"))
+                .expect("bind the source address");
+            sock.connect(([127, 0, 0, 1], port).into())
+                .await
+                .expect("connect")
+        });
+        let tcp = tcp.into_std().expect("std stream");
+        tcp.set_nonblocking(false).expect("blocking");
+        Conn::from_tcp(tcp, self.certificate())
+    }
 }
 
 impl Drop for TestServer {

@@ -2,7 +2,7 @@
 //! after repeated failed logins (`[auth]`), listed and lifted while the server runs (it rereads
 //! them every few seconds).
 
-use super::{Context, format_time};
+use super::{Context, format_time, now_ms};
 use anyhow::{Result, bail};
 use clap::Subcommand;
 
@@ -15,13 +15,6 @@ pub enum BanCmd {
         /// An IP address ("192.0.2.7") or an account name ("alice@example.com").
         target: String,
     },
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 pub async fn run(ctx: Context, cmd: BanCmd) -> Result<()> {

@@ -1,7 +1,7 @@
 //! `credential` subcommands: the secrets an account logs in with, each with a label, creation
 //! time, optional expiry and last use; rotation with a grace period.
 
-use super::{Context, format_time, parse_address};
+use super::{Context, format_time, now_ms, parse_address};
 use anyhow::{Result, bail};
 use clap::Subcommand;
 use store::StoreError;
@@ -37,13 +37,6 @@ pub enum CredentialCmd {
         #[arg(long, value_name = "DURATION", default_value = "7d")]
         grace: String,
     },
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn duration_ms(option: &str, text: &str) -> Result<i64> {

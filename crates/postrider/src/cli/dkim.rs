@@ -61,12 +61,7 @@ pub async fn run(ctx: Context, cmd: DkimCmd) -> Result<()> {
                 bail!("{algorithm:?} is not a DKIM algorithm; use \"rsa\" or \"ed25519\"");
             };
             let selector = selector.unwrap_or_else(|| {
-                let month = format_time(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|t| t.as_millis() as i64)
-                        .unwrap_or(0),
-                );
+                let month = format_time(super::now_ms());
                 // "2026-11-28 ..." → "pr202611"
                 format!("pr{}{}", &month[0..4], &month[5..7])
             });

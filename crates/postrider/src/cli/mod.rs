@@ -97,6 +97,14 @@ pub fn parse_domain(text: &str) -> Result<String> {
 }
 
 /// Formats unix milliseconds as `YYYY-MM-DD HH:MM:SS` UTC.
+/// Unix time in milliseconds, as the store records times.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 pub fn format_time(ms: i64) -> String {
     ::queue::iso_datetime(ms)
 }

@@ -191,7 +191,6 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
             max_messages_per_connection: config.outbound.max_messages_per_connection,
             idle_time: config.outbound.connection_idle_time,
             unreachable_hold: config.delivery.retry_initial,
-            destination_messages_per_minute: config.limits.destination_messages_per_minute,
             routes: config
                 .transports
                 .iter()
@@ -242,6 +241,7 @@ pub async fn run(ctx: Context, log_json: bool) -> Result<()> {
             max_queue_time: config.delivery.max_queue_time,
             delay_warning: config.delivery.delay_warning,
             failed_bounce_copy_to: config.delivery.failed_bounce_copy_to.clone(),
+            destination_messages_per_minute: config.limits.destination_messages_per_minute,
             max_deliveries: config.lanes.max_deliveries,
             reserved_transactional: config.lanes.reserved_transactional,
         },
