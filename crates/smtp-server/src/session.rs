@@ -69,6 +69,11 @@ enum Framed {
     TooLong { terminated: bool },
 }
 
+/// How long, and how much, a closing session keeps reading (and dropping) what the client
+/// still sends, so that its final replies are not lost to a connection reset.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_BYTES: usize = 4 << 20;
+
 /// What the session does after answering.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Next {
@@ -222,6 +227,19 @@ impl Session {
                 Next::Continue => {}
                 Next::Close => {
                     let _ = stream.shutdown().await;
+                    // Lingering close: a client still sending (a flood, an over-long line) would
+                    // otherwise get a reset when we close with its data unread, and a reset
+                    // throws away the replies it has not read yet — the 421 that says why.
+                    // Read and drop what comes for a moment (bounded in time and bytes).
+                    let linger = tokio::time::Instant::now() + LINGER;
+                    let mut drained = 0usize;
+                    let mut sink = [0u8; 8192];
+                    while drained < LINGER_BYTES {
+                        match tokio::time::timeout_at(linger, stream.read(&mut sink)).await {
+                            Ok(Ok(n)) if n > 0 => drained += n,
+                            _ => break,
+                        }
+                    }
                     return Ok(());
                 }
                 Next::StartTls => {
